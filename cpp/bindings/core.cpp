@@ -1,0 +1,499 @@
+// latentmf._core: the thin layer between NumPy arrays and the C++ core. It checks dtypes,
+// shapes, layout and flags (TypeError for dtype and layout, ValueError for values), allocates
+// results with the GIL held, then releases the GIL around the pure C++ call.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstdint>
+#include <string>
+
+#include "latentmf/blocks.hpp"
+#include "latentmf/build_info.hpp"
+#include "latentmf/compressed.hpp"
+#include "latentmf/dense.hpp"
+#include "latentmf/gradients.hpp"
+#include "latentmf/memory.hpp"
+#include "latentmf/model.hpp"
+#include "latentmf/predict.hpp"
+#include "latentmf/sgd.hpp"
+
+namespace py = pybind11;
+using namespace pybind11::literals;
+
+namespace {
+
+using latentmf::Biases;
+using latentmf::BlockGrid;
+using latentmf::Coo;
+using latentmf::Factors;
+using latentmf::Model;
+using latentmf::RatingsIndex;
+
+template <class T>
+bool has_dtype(const py::array& a) {
+  return py::isinstance<py::array_t<T>>(a);
+}
+
+std::string dtype_name(const py::array& a) { return py::str(a.dtype()).cast<std::string>(); }
+
+template <class T>
+const char* type_name() {
+  if constexpr (std::is_same_v<T, float>) return "float32";
+  if constexpr (std::is_same_v<T, double>) return "float64";
+  if constexpr (std::is_same_v<T, std::int32_t>) return "int32";
+  if constexpr (std::is_same_v<T, std::int64_t>) return "int64";
+  if constexpr (std::is_same_v<T, std::uint8_t>) return "bool or uint8";
+}
+
+// A C-contiguous array of exactly dtype T and the given number of dimensions.
+template <class T>
+void check_array(const py::array& a, const char* name, int ndim, bool writeable = false) {
+  if (!has_dtype<T>(a))
+    throw py::type_error(std::string(name) + " must have dtype " + type_name<T>() + ", got " + dtype_name(a));
+  if (a.ndim() != ndim)
+    throw py::value_error(std::string(name) + " must be " + std::to_string(ndim) + "-dimensional, got " +
+                          std::to_string(a.ndim()) + " dimensions");
+  if (!(a.flags() & py::array::c_style))
+    throw py::type_error(std::string(name) + " must be C-contiguous (use numpy.ascontiguousarray)");
+  if (writeable && !a.writeable()) throw py::value_error(std::string(name) + " must be writeable");
+}
+
+template <class T>
+const T* vector_data(const py::array& a, const char* name, py::ssize_t size) {
+  check_array<T>(a, name, 1);
+  if (a.shape(0) != size)
+    throw py::value_error(std::string(name) + " has length " + std::to_string(a.shape(0)) + ", expected " +
+                          std::to_string(size));
+  return static_cast<const T*>(a.data());
+}
+
+bool overlap(const py::array& a, const py::array& b) {
+  auto begin_a = static_cast<const char*>(a.data()), begin_b = static_cast<const char*>(b.data());
+  return begin_a < begin_b + b.nbytes() && begin_b < begin_a + a.nbytes();
+}
+
+// U and V as the core's Factors; both of dtype Scalar, 2-D, C-contiguous, the same width,
+// writeable when the call updates them, and not sharing memory.
+template <class Scalar>
+Factors<Scalar> factors_of(const py::array& U, const py::array& V, bool writeable) {
+  check_array<Scalar>(U, "U", 2, writeable);
+  check_array<Scalar>(V, "V", 2, writeable);
+  if (U.shape(1) != V.shape(1))
+    throw py::value_error("U and V must have the same number of columns (factors), got " +
+                          std::to_string(U.shape(1)) + " and " + std::to_string(V.shape(1)));
+  if (U.shape(1) < 1) throw py::value_error("U and V must have at least one column (factor)");
+  if (overlap(U, V)) throw py::value_error("U and V must not share memory");
+  return {static_cast<Scalar*>(const_cast<void*>(U.data())), static_cast<Scalar*>(const_cast<void*>(V.data())),
+          U.shape(0), V.shape(0), U.shape(1)};
+}
+
+// Both bias vectors or neither; with them the model has r_hat = mean + b_n + c_m + u . v.
+template <class Scalar>
+Biases<Scalar> biases_of(const py::object& user_bias, const py::object& item_bias, double global_mean,
+                         const Factors<Scalar>& f, bool writeable) {
+  Biases<Scalar> b;
+  if (user_bias.is_none() && item_bias.is_none()) return b;
+  if (user_bias.is_none() || item_bias.is_none())
+    throw py::value_error("user_bias and item_bias must be given together");
+  const auto ub = py::cast<py::array>(user_bias), ib = py::cast<py::array>(item_bias);
+  check_array<Scalar>(ub, "user_bias", 1, writeable);
+  check_array<Scalar>(ib, "item_bias", 1, writeable);
+  if (ub.shape(0) != f.n_users)
+    throw py::value_error("user_bias has length " + std::to_string(ub.shape(0)) + ", expected n_users=" +
+                          std::to_string(f.n_users));
+  if (ib.shape(0) != f.n_items)
+    throw py::value_error("item_bias has length " + std::to_string(ib.shape(0)) + ", expected n_items=" +
+                          std::to_string(f.n_items));
+  if (!std::isfinite(global_mean)) throw py::value_error("global_mean must be finite");
+  b.global_mean = static_cast<Scalar>(global_mean);
+  b.user = static_cast<Scalar*>(const_cast<void*>(ub.data()));
+  b.item = static_cast<Scalar*>(const_cast<void*>(ib.data()));
+  return b;
+}
+
+template <class Index, class Value>
+Coo<Index, Value> coo_of(const py::array& users, const py::array& items, const py::array& values,
+                         std::int64_t n_users, std::int64_t n_items) {
+  check_array<Index>(users, "users", 1);
+  const py::ssize_t size = users.shape(0);
+  return {vector_data<Index>(users, "users", size), vector_data<Index>(items, "items", size),
+          vector_data<Value>(values, "values", size), size, n_users, n_items};
+}
+
+// Calls fn(Index{}) for the index dtype shared by users and items.
+template <class Fn>
+auto with_index(const py::array& users, const py::array& items, Fn&& fn) {
+  if (has_dtype<std::int32_t>(users) && has_dtype<std::int32_t>(items)) return fn(std::int32_t{});
+  if (has_dtype<std::int64_t>(users) && has_dtype<std::int64_t>(items)) return fn(std::int64_t{});
+  throw py::type_error("users and items must both be int32 or both int64, got " + dtype_name(users) +
+                       " and " + dtype_name(items));
+}
+
+template <class Fn>
+auto with_value(const py::array& values, Fn&& fn) {
+  if (has_dtype<float>(values)) return fn(float{});
+  if (has_dtype<double>(values)) return fn(double{});
+  throw py::type_error("values must be float32 or float64, got " + dtype_name(values));
+}
+
+template <class Fn>
+auto with_scalar(const std::string& dtype, Fn&& fn) {
+  if (dtype == "float32") return fn(float{});
+  if (dtype == "float64") return fn(double{});
+  throw py::value_error("dtype must be 'float32' or 'float64', got '" + dtype + "'");
+}
+
+template <class T>
+py::array_t<T> to_array(const std::vector<T>& v) {
+  return py::array_t<T>(static_cast<py::ssize_t>(v.size()), v.data());
+}
+
+template <class Scalar>
+py::array_t<Scalar> new_matrix(std::int64_t rows, std::int64_t cols) {
+  return py::array_t<Scalar>({rows, cols});
+}
+
+void check_ratings(const py::array& users, const py::array& items, const py::array& values,
+                   std::int64_t n_users, std::int64_t n_items, int threads) {
+  with_index(users, items, [&](auto index) {
+    with_value(values, [&](auto value) {
+      const auto coo = coo_of<decltype(index), decltype(value)>(users, items, values, n_users, n_items);
+      const int t = latentmf::resolve_threads(threads);
+      py::gil_scoped_release release;
+      latentmf::check_ratings(coo, t);
+    });
+  });
+}
+
+py::object index_ratings(const py::array& users, const py::array& items, const py::array& values,
+                         std::int64_t n_users, std::int64_t n_items, const std::string& dtype, int threads) {
+  return with_scalar(dtype, [&](auto scalar) {
+    using Scalar = decltype(scalar);
+    return with_index(users, items, [&](auto index) {
+      return with_value(values, [&](auto value) {
+        const auto coo = coo_of<decltype(index), decltype(value)>(users, items, values, n_users, n_items);
+        const int t = latentmf::resolve_threads(threads);
+        RatingsIndex<Scalar>* result;
+        {
+          py::gil_scoped_release release;
+          result = new RatingsIndex<Scalar>(latentmf::index_ratings<Scalar>(coo, t));
+        }
+        return py::cast(result, py::return_value_policy::take_ownership);
+      });
+    });
+  });
+}
+
+py::object block_grid(const py::array& users, const py::array& items, const py::array& values,
+                      std::int64_t n_users, std::int64_t n_items, int blocks, std::uint64_t seed,
+                      const std::string& dtype, int threads) {
+  return with_scalar(dtype, [&](auto scalar) {
+    using Scalar = decltype(scalar);
+    return with_index(users, items, [&](auto index) {
+      return with_value(values, [&](auto value) {
+        const auto coo = coo_of<decltype(index), decltype(value)>(users, items, values, n_users, n_items);
+        const int t = latentmf::resolve_threads(threads);
+        BlockGrid<Scalar>* result;
+        {
+          py::gil_scoped_release release;
+          result = new BlockGrid<Scalar>(coo, blocks, seed, t);
+        }
+        return py::cast(result, py::return_value_policy::take_ownership);
+      });
+    });
+  });
+}
+
+py::array_t<std::int64_t> visiting_order(const py::array& users, const py::array& items, const py::array& values,
+                                         std::int64_t n_users, std::int64_t n_items, int blocks,
+                                         std::uint64_t seed, std::int64_t epoch, int threads) {
+  return with_index(users, items, [&](auto index) {
+    return with_value(values, [&](auto value) {
+      const auto coo = coo_of<decltype(index), decltype(value)>(users, items, values, n_users, n_items);
+      const int t = latentmf::resolve_threads(threads);
+      std::vector<std::int64_t> order;
+      {
+        py::gil_scoped_release release;
+        order = latentmf::grid_visiting_order(coo, blocks, seed, epoch, t);
+      }
+      return py::array_t<std::int64_t>(static_cast<py::ssize_t>(order.size()), order.data());
+    });
+  });
+}
+
+py::tuple objective_tuple(const latentmf::Objective& o) { return py::make_tuple(o.squared_errors, o.penalty); }
+
+// (squared_errors, penalty): L = (squared_errors + regularization * penalty) / 2.
+template <class Scalar>
+py::tuple objective(const RatingsIndex<Scalar>& index, const py::array& U, const py::array& V, double global_mean,
+                    const py::object& user_bias, const py::object& item_bias, int threads) {
+  const auto f = factors_of<Scalar>(U, V, false);
+  const auto b = biases_of<Scalar>(user_bias, item_bias, global_mean, f, false);
+  const int t = latentmf::resolve_threads(threads);
+  latentmf::Objective o;
+  {
+    py::gil_scoped_release release;
+    o = latentmf::objective(index, f, b, t);
+  }
+  return objective_tuple(o);
+}
+
+template <class Scalar>
+py::tuple grid_objective(const BlockGrid<Scalar>& grid, const py::array& U, const py::array& V,
+                         double global_mean, const py::object& user_bias, const py::object& item_bias,
+                         int threads) {
+  const auto f = factors_of<Scalar>(U, V, false);
+  const auto b = biases_of<Scalar>(user_bias, item_bias, global_mean, f, false);
+  const int t = latentmf::resolve_threads(threads);
+  latentmf::Objective o;
+  {
+    py::gil_scoped_release release;
+    o = latentmf::grid_objective(grid, f, b, t);
+  }
+  return objective_tuple(o);
+}
+
+// (offsets, cols): the cols of row r are cols[offsets[r]:offsets[r + 1]], in input order.
+py::tuple group_by_row(const py::array& rows, const py::array& cols, std::int64_t n_rows, std::int64_t n_cols) {
+  return with_index(rows, cols, [&](auto index) -> py::tuple {
+    using Index = decltype(index);
+    check_array<Index>(rows, "rows", 1);
+    const py::ssize_t size = rows.shape(0);
+    const Index* r = vector_data<Index>(rows, "rows", size);
+    const Index* c = vector_data<Index>(cols, "cols", size);
+    latentmf::check_index_range(n_rows, n_cols);
+    latentmf::CompressedRatings<float> grouped;
+    {
+      py::gil_scoped_release release;
+      latentmf::check_pairs(r, c, size, n_rows, n_cols);
+      grouped = latentmf::compress<float, Index, float>(r, c, nullptr, size, n_rows);
+    }
+    return py::make_tuple(to_array(grouped.offsets), to_array(grouped.cols));
+  });
+}
+
+template <class Scalar>
+py::tuple gradients(const RatingsIndex<Scalar>& index, const py::array& U, const py::array& V,
+                    double regularization, double global_mean, const py::object& user_bias,
+                    const py::object& item_bias, int threads) {
+  const auto f = factors_of<Scalar>(U, V, false);
+  const auto b = biases_of<Scalar>(user_bias, item_bias, global_mean, f, false);
+  const int t = latentmf::resolve_threads(threads);
+  auto dU = new_matrix<Scalar>(f.n_users, f.n_factors), dV = new_matrix<Scalar>(f.n_items, f.n_factors);
+  py::array_t<Scalar> d_user_bias(b.enabled() ? f.n_users : 0), d_item_bias(b.enabled() ? f.n_items : 0);
+  latentmf::Gradients<Scalar> out{dU.mutable_data(), dV.mutable_data(),
+                                  b.enabled() ? d_user_bias.mutable_data() : nullptr,
+                                  b.enabled() ? d_item_bias.mutable_data() : nullptr};
+  {
+    py::gil_scoped_release release;
+    latentmf::gradients(index, f, b, static_cast<Scalar>(regularization), out, t);
+  }
+  if (b.enabled()) return py::make_tuple(dU, dV, d_user_bias, d_item_bias);
+  return py::make_tuple(dU, dV);
+}
+
+py::tuple gradients_dense(const py::array& R, const py::array& U, const py::array& V, const py::object& mask,
+                          double regularization, int threads) {
+  return with_value(R, [&](auto scalar) -> py::tuple {
+    using Scalar = decltype(scalar);
+    check_array<Scalar>(R, "R", 2);
+    const auto f = factors_of<Scalar>(U, V, false);
+    if (R.shape(0) != f.n_users || R.shape(1) != f.n_items)
+      throw py::value_error("R has shape (" + std::to_string(R.shape(0)) + ", " + std::to_string(R.shape(1)) +
+                            ") but U and V give (" + std::to_string(f.n_users) + ", " +
+                            std::to_string(f.n_items) + ")");
+    const std::uint8_t* mask_data = nullptr;
+    if (!mask.is_none()) {
+      const auto m = py::cast<py::array>(mask);
+      if (!has_dtype<bool>(m) && !has_dtype<std::uint8_t>(m))
+        throw py::type_error("mask must have dtype bool or uint8, got " + dtype_name(m));
+      if (m.ndim() != 2 || m.shape(0) != R.shape(0) || m.shape(1) != R.shape(1))
+        throw py::value_error("mask must have the shape of R");
+      if (!(m.flags() & py::array::c_style)) throw py::type_error("mask must be C-contiguous");
+      mask_data = static_cast<const std::uint8_t*>(m.data());
+    }
+    const latentmf::DenseRatings<Scalar> dense{static_cast<const Scalar*>(R.data()), mask_data, f.n_users,
+                                               f.n_items};
+    const int t = latentmf::resolve_threads(threads);
+    auto dU = new_matrix<Scalar>(f.n_users, f.n_factors), dV = new_matrix<Scalar>(f.n_items, f.n_factors);
+    {
+      py::gil_scoped_release release;
+      latentmf::gradients_dense(dense, f, static_cast<Scalar>(regularization), dU.mutable_data(),
+                                dV.mutable_data(), t);
+    }
+    return py::make_tuple(dU, dV);
+  });
+}
+
+// Sub-epoch `sub_epoch` of `epoch`, or the whole epoch when sub_epoch is None.
+template <class Scalar>
+double sgd_grid(const BlockGrid<Scalar>& grid, const py::array& U, const py::array& V, double learning_rate,
+                double regularization, std::int64_t epoch, const py::object& sub_epoch, double global_mean,
+                const py::object& user_bias, const py::object& item_bias, int threads) {
+  const auto f = factors_of<Scalar>(U, V, true);
+  const auto b = biases_of<Scalar>(user_bias, item_bias, global_mean, f, true);
+  const latentmf::SgdStep<Scalar> step{static_cast<Scalar>(learning_rate), static_cast<Scalar>(regularization)};
+  const int t = latentmf::resolve_threads(threads);
+  const bool whole_epoch = sub_epoch.is_none();
+  const int first = whole_epoch ? 0 : sub_epoch.cast<int>();
+  const int last = whole_epoch ? grid.blocks() : first + 1;
+  for (int s = first; s < last; ++s) latentmf::check_grid_step(grid, f, step, epoch, s);
+  py::gil_scoped_release release;
+  double squared_errors = 0;
+  for (int s = first; s < last; ++s) squared_errors += latentmf::sgd_sub_epoch(grid, f, b, step, epoch, s, t);
+  return squared_errors;
+}
+
+double sgd_ordered(const py::array& users, const py::array& items, const py::array& values,
+                   const py::array& order, const py::array& U, const py::array& V, double learning_rate,
+                   double regularization, double global_mean, const py::object& user_bias,
+                   const py::object& item_bias) {
+  return with_value(values, [&](auto scalar) {
+    using Scalar = decltype(scalar);
+    const auto f = factors_of<Scalar>(U, V, true);
+    const auto b = biases_of<Scalar>(user_bias, item_bias, global_mean, f, true);
+    const latentmf::SgdStep<Scalar> step{static_cast<Scalar>(learning_rate), static_cast<Scalar>(regularization)};
+    return with_index(users, items, [&](auto index) {
+      const auto coo = coo_of<decltype(index), Scalar>(users, items, values, f.n_users, f.n_items);
+      const auto* order_data = vector_data<std::int64_t>(order, "order", coo.size);
+      py::gil_scoped_release release;
+      return latentmf::sgd_ordered(coo, order_data, f, b, step);
+    });
+  });
+}
+
+py::array predict(const py::array& U, const py::array& V, const py::array& users, const py::array& items,
+                  double global_mean, const py::object& user_bias, const py::object& item_bias, int threads) {
+  return with_value(U, [&](auto scalar) -> py::array {
+    using Scalar = decltype(scalar);
+    const auto f = factors_of<Scalar>(U, V, false);
+    const auto b = biases_of<Scalar>(user_bias, item_bias, global_mean, f, false);
+    const int t = latentmf::resolve_threads(threads);
+    return with_index(users, items, [&](auto index) -> py::array {
+      using Index = decltype(index);
+      check_array<Index>(users, "users", 1);
+      const py::ssize_t size = users.shape(0);
+      const Index* u = vector_data<Index>(users, "users", size);
+      const Index* i = vector_data<Index>(items, "items", size);
+      py::array_t<Scalar> out(size);
+      Scalar* out_data = out.mutable_data();
+      py::gil_scoped_release release;
+      latentmf::predict(f, b, u, i, size, out_data, t);
+      return out;
+    });
+  });
+}
+
+// A NumPy array viewing `data`; `owner` (the model) stays alive as long as the array does.
+template <class Scalar>
+py::array view(Scalar* data, std::vector<py::ssize_t> shape, const py::object& owner) {
+  return py::array_t<Scalar>(std::move(shape), data, owner);
+}
+
+template <class Scalar>
+void bind_model(py::module_& m, const char* name) {
+  using M = Model<Scalar>;
+  py::class_<M>(m, name, "Storage for U, V and the biases; arrays returned by its properties view it.")
+      .def(py::init<std::int64_t, std::int64_t, std::int64_t>(), "n_users"_a, "n_items"_a, "n_factors"_a)
+      .def_property_readonly("n_users", &M::n_users)
+      .def_property_readonly("n_items", &M::n_items)
+      .def_property_readonly("n_factors", &M::n_factors)
+      .def_property_readonly("U", [](py::object self) {
+        auto& model = self.cast<M&>();
+        return view(model.U().data(), {model.n_users(), model.n_factors()}, self);
+      })
+      .def_property_readonly("V", [](py::object self) {
+        auto& model = self.cast<M&>();
+        return view(model.V().data(), {model.n_items(), model.n_factors()}, self);
+      })
+      .def_property_readonly("user_bias", [](py::object self) {
+        auto& model = self.cast<M&>();
+        return view(model.user_bias().data(), {model.n_users()}, self);
+      })
+      .def_property_readonly("item_bias", [](py::object self) {
+        auto& model = self.cast<M&>();
+        return view(model.item_bias().data(), {model.n_items()}, self);
+      })
+      .def_property(
+          "global_mean", [](M& model) { return double(model.global_mean()); },
+          [](M& model, double value) {
+            if (!std::isfinite(value)) throw py::value_error("global_mean must be finite");
+            model.global_mean() = static_cast<Scalar>(value);
+          });
+}
+
+template <class Scalar>
+void bind_ratings_index(py::module_& m, const char* name) {
+  using I = RatingsIndex<Scalar>;
+  py::class_<I>(m, name, "Ratings grouped by user and by item, for loss and gradients.")
+      .def_property_readonly("size", [](const I& i) { return i.size; })
+      .def_property_readonly("n_users", [](const I& i) { return i.n_users; })
+      .def_property_readonly("n_items", [](const I& i) { return i.n_items; });
+  m.def("objective", &objective<Scalar>, "index"_a, "U"_a, "V"_a, "global_mean"_a, "user_bias"_a,
+        "item_bias"_a, "threads"_a);
+  m.def("gradients", &gradients<Scalar>, "index"_a, "U"_a, "V"_a, "regularization"_a, "global_mean"_a,
+        "user_bias"_a, "item_bias"_a, "threads"_a);
+}
+
+template <class Scalar>
+void bind_block_grid(py::module_& m, const char* name) {
+  using G = BlockGrid<Scalar>;
+  py::class_<G>(m, name, "The stratified block grid of one set of ratings (see DESIGN.md).")
+      .def_property_readonly("blocks", &G::blocks)
+      .def_property_readonly("seed", &G::seed)
+      .def_property_readonly("n_users", &G::n_users)
+      .def_property_readonly("n_items", &G::n_items)
+      .def_property_readonly("size", &G::size)
+      .def("block_sizes", [](const G& g) {
+        py::array_t<std::int64_t> sizes({g.blocks(), g.blocks()});
+        auto s = sizes.mutable_unchecked<2>();
+        for (int p = 0; p < g.blocks(); ++p)
+          for (int q = 0; q < g.blocks(); ++q) s(p, q) = g.block_size(p, q);
+        return sizes;
+      })
+      .def("user_groups", [](const G& g) { return to_array(g.user_groups()); })
+      .def("item_groups", [](const G& g) { return to_array(g.item_groups()); });
+  m.def("grid_objective", &grid_objective<Scalar>, "grid"_a, "U"_a, "V"_a, "global_mean"_a, "user_bias"_a,
+        "item_bias"_a, "threads"_a);
+  m.def("sgd_grid", &sgd_grid<Scalar>, "grid"_a, "U"_a, "V"_a, "learning_rate"_a, "regularization"_a,
+        "epoch"_a, "sub_epoch"_a, "global_mean"_a, "user_bias"_a, "item_bias"_a, "threads"_a);
+}
+
+py::dict build_info() {
+  const auto info = latentmf::build_info();
+  return py::dict("openmp"_a = info.openmp, "openmp_version"_a = info.openmp_version,
+                  "compiler"_a = info.compiler, "eigen_version"_a = info.eigen_version,
+                  "eigen_simd"_a = info.eigen_simd, "instruction_sets"_a = info.instruction_sets,
+                  "float_types"_a = info.float_types, "max_threads"_a = latentmf::available_threads());
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "Native core of latentmf (C++17, Eigen, OpenMP). Use the latentmf package, not this module.";
+  py::register_exception<latentmf::AllocationError>(m, "AllocationError", PyExc_MemoryError);
+
+  bind_model<float>(m, "ModelFloat32");
+  bind_model<double>(m, "ModelFloat64");
+  bind_ratings_index<float>(m, "RatingsIndexFloat32");
+  bind_ratings_index<double>(m, "RatingsIndexFloat64");
+  bind_block_grid<float>(m, "BlockGridFloat32");
+  bind_block_grid<double>(m, "BlockGridFloat64");
+
+  m.def("check_ratings", &check_ratings, "users"_a, "items"_a, "values"_a, "n_users"_a, "n_items"_a, "threads"_a);
+  m.def("index_ratings", &index_ratings, "users"_a, "items"_a, "values"_a, "n_users"_a, "n_items"_a, "dtype"_a,
+        "threads"_a);
+  m.def("block_grid", &block_grid, "users"_a, "items"_a, "values"_a, "n_users"_a, "n_items"_a, "blocks"_a,
+        "seed"_a, "dtype"_a, "threads"_a);
+  m.def("visiting_order", &visiting_order, "users"_a, "items"_a, "values"_a, "n_users"_a, "n_items"_a,
+        "blocks"_a, "seed"_a, "epoch"_a, "threads"_a);
+  m.def("group_by_row", &group_by_row, "rows"_a, "cols"_a, "n_rows"_a, "n_cols"_a);
+  m.def("gradients_dense", &gradients_dense, "R"_a, "U"_a, "V"_a, "mask"_a, "regularization"_a, "threads"_a);
+  m.def("sgd_ordered", &sgd_ordered, "users"_a, "items"_a, "values"_a, "order"_a, "U"_a, "V"_a,
+        "learning_rate"_a, "regularization"_a, "global_mean"_a, "user_bias"_a, "item_bias"_a);
+  m.def("predict", &predict, "U"_a, "V"_a, "users"_a, "items"_a, "global_mean"_a, "user_bias"_a, "item_bias"_a,
+        "threads"_a);
+  m.def("build_info", &build_info);
+  m.def("available_threads", &latentmf::available_threads);
+}

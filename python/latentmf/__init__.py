@@ -1,0 +1,34 @@
+"""latentmf: fast, deterministic latent-factor (matrix factorization) models of ratings.
+
+The model is R ~ U V^T over the observed ratings only (DESIGN.md), fitted by parallel stratified
+SGD or full-batch gradient descent in a C++/OpenMP core. Start with `MatrixFactorization` and
+`Ratings`; `latentmf.reference` holds the same math in plain NumPy.
+"""
+
+from typing import Any
+
+from . import _core
+from ._version import __version__
+from .data import Ratings
+from .functions import gradients, gradients_dense, loss, sgd_epoch, sgd_order
+from .model import MatrixFactorization, NotFittedError
+
+
+def build_info() -> dict[str, Any]:
+    """How the native core was built: OpenMP (yes/no and version), compiler, Eigen version, the
+    instruction sets compiled in, the float types, and the threads available now."""
+    return _core.build_info()
+
+
+__all__ = [
+    "MatrixFactorization",
+    "NotFittedError",
+    "Ratings",
+    "__version__",
+    "build_info",
+    "gradients",
+    "gradients_dense",
+    "loss",
+    "sgd_epoch",
+    "sgd_order",
+]
