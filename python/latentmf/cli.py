@@ -8,6 +8,8 @@ import sys
 import time
 from typing import Sequence
 
+import numpy as np
+
 from . import __version__, build_info
 from .datasets import synthetic
 from .model import MatrixFactorization
@@ -23,7 +25,9 @@ def _demo(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     model.fit(train, validation=test)
     seconds = time.perf_counter() - start
-    print(f"Held-out RMSE {model.history_['validation_rmse'][-1]:.4f} after {args.epochs} epochs in "
+    baseline = float(np.sqrt(np.mean((test.values - train.mean) ** 2)))
+    print(f"Held-out RMSE {model.history_['validation_rmse'][-1]:.4f} (predicting the mean rating: "
+          f"{baseline:.4f}) after {args.epochs} epochs in "
           f"{seconds:.2f}s ({seconds / args.epochs / len(train) * 1e9:.1f} ns per rating and epoch, "
           f"evaluation included).")
     items, scores = model.recommend(0, k=5)

@@ -11,6 +11,7 @@ from . import _core
 
 _INDEX_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
 _VALUE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_MAX_INDEX = np.iinfo(np.int32).max
 
 
 def _one_dimensional(x: Any, name: str) -> np.ndarray:
@@ -20,19 +21,22 @@ def _one_dimensional(x: Any, name: str) -> np.ndarray:
     return array
 
 
+def _as_is_or_converted(array: np.ndarray, native_dtypes: tuple[np.dtype, ...], fallback: Any) -> np.ndarray:
+    """`array` itself when it is contiguous with one of the native dtypes, else a converted copy."""
+    if array.dtype in native_dtypes and array.dtype.isnative and array.flags.c_contiguous:
+        return array
+    native = array.dtype.newbyteorder("=")
+    return np.ascontiguousarray(array, dtype=native if native in native_dtypes else fallback)
+
+
 def _index_array(x: Any, name: str) -> np.ndarray:
     """An int32 or int64 array, without a copy when `x` already is one (contiguous, native order)."""
     array = _one_dimensional(x, name)
     if array.dtype.kind not in "iu":
         raise TypeError(f"{name} must hold integer indices, got dtype {array.dtype}")
-    native = array.dtype.newbyteorder("=")
-    if native in _INDEX_DTYPES:
-        return np.ascontiguousarray(array, dtype=native)
-    if array.dtype.itemsize < 4 or (array.dtype.kind == "i" and array.dtype.itemsize == 4):
-        return np.ascontiguousarray(array, dtype=np.int32)
-    if array.dtype.kind == "u" and array.size and array.max() > np.iinfo(np.int64).max:
+    if array.dtype.kind == "u" and array.dtype.itemsize == 8 and array.size and array.max() > np.iinfo(np.int64).max:
         raise ValueError(f"{name} holds {array.max()}, beyond the int64 range")
-    return np.ascontiguousarray(array, dtype=np.int64)
+    return _as_is_or_converted(array, _INDEX_DTYPES, np.int32 if array.dtype.itemsize < 4 else np.int64)
 
 
 def _value_array(x: Any, name: str) -> np.ndarray:
@@ -40,11 +44,8 @@ def _value_array(x: Any, name: str) -> np.ndarray:
     array = _one_dimensional(x, name)
     if array.dtype.kind not in "fiu":
         raise TypeError(f"{name} must hold real numbers, got dtype {array.dtype}")
-    native = array.dtype.newbyteorder("=")
-    if native in _VALUE_DTYPES:
-        return np.ascontiguousarray(array, dtype=native)
-    target = np.float32 if array.dtype.kind == "f" and array.dtype.itemsize < 4 else np.float64
-    return np.ascontiguousarray(array, dtype=target)
+    small_float = array.dtype.kind == "f" and array.dtype.itemsize < 4
+    return _as_is_or_converted(array, _VALUE_DTYPES, np.float32 if small_float else np.float64)
 
 
 def _count(value: Any, name: str, minimum: int) -> int:
@@ -87,16 +88,15 @@ class Ratings:
         n_users: int | None = None,
         n_items: int | None = None,
     ) -> None:
-        users = _index_array(users, "users")
-        items = _index_array(items, "items")
-        values = _value_array(values, "values")
-        if not (len(users) == len(items) == len(values)):
-            raise ValueError(
-                f"users, items and values must have the same length, got "
-                f"{len(users)}, {len(items)} and {len(values)}"
-            )
-        if len(users) == 0:
+        arrays = [_one_dimensional(x, name) for x, name in ((users, "users"), (items, "items"), (values, "values"))]
+        if not (len(arrays[0]) == len(arrays[1]) == len(arrays[2])):
+            raise ValueError("users, items and values must have the same length, got "
+                             f"{len(arrays[0])}, {len(arrays[1])} and {len(arrays[2])}")
+        if len(arrays[0]) == 0:
             raise ValueError("users, items and values are empty: at least one rating is needed")
+        users = _index_array(arrays[0], "users")
+        items = _index_array(arrays[1], "items")
+        values = _value_array(arrays[2], "values")
         if users.dtype != items.dtype:
             users, items = users.astype(np.int64), items.astype(np.int64)
         self.users = users
@@ -104,6 +104,10 @@ class Ratings:
         self.values = values
         self.n_users = int(users.max()) + 1 if n_users is None else _count(n_users, "n_users", 1)
         self.n_items = int(items.max()) + 1 if n_items is None else _count(n_items, "n_items", 1)
+        for name, count in (("n_users", self.n_users), ("n_items", self.n_items)):
+            if count > _MAX_INDEX:
+                raise ValueError(f"{name} = {count} exceeds the supported maximum {_MAX_INDEX}: indices "
+                                 "must fit in int32 (map sparse ids to dense indices first)")
         self._cache: dict[Any, Any] = {}
         _core.check_ratings(users, items, values, self.n_users, self.n_items, 0)
 

@@ -215,8 +215,8 @@ class MatrixFactorization:
         return native.global_mean, native.user_bias, native.item_bias
 
     def _rmse(self, data: Ratings) -> float:
-        predictions = self._predict_indices(data.users, data.items)
-        return float(np.sqrt(np.mean((predictions - data.values) ** 2, dtype=np.float64)))
+        errors = self._predict_indices(data.users, data.items).astype(np.float64) - data.values
+        return float(np.sqrt(np.mean(errors**2)))
 
     def _predict_indices(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         native = self._fitted()

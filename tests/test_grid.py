@@ -1,0 +1,100 @@
+"""The stratified block grid of DESIGN.md: its structure, and results that do not depend on threads."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import latentmf
+
+from conftest import random_factors, random_ratings
+
+
+def _groups(ratings, blocks, seed):
+    grid = ratings._grid("float64", blocks, seed, 0)
+    return grid.user_groups(), grid.item_groups(), grid
+
+
+@pytest.mark.parametrize("blocks", [1, 2, 5, 8])
+def test_groups_are_balanced_and_seeded(rng, blocks):
+    ratings = random_ratings(rng, 101, 37, 600)
+    user_groups, item_groups, grid = _groups(ratings, blocks, seed=3)
+    for groups, n in ((user_groups, 101), (item_groups, 37)):
+        sizes = np.bincount(groups, minlength=blocks)
+        assert sizes.sum() == n
+        assert sizes.max() - sizes.min() <= 1
+    assert grid.block_sizes().sum() == len(ratings)
+    again, _, _ = _groups(latentmf.Ratings(ratings.users, ratings.items, ratings.values, 101, 37), blocks, 3)
+    np.testing.assert_array_equal(user_groups, again)
+    other, _, _ = _groups(ratings, blocks, seed=4)
+    assert blocks == 1 or not np.array_equal(user_groups, other)
+
+
+@pytest.mark.parametrize("blocks", [1, 3, 8])
+@pytest.mark.parametrize("epoch", [0, 1, 5])
+def test_visiting_order_runs_disjoint_blocks_sub_epoch_by_sub_epoch(rng, blocks, epoch):
+    ratings = random_ratings(rng, 60, 45, 900)
+    user_groups, item_groups, grid = _groups(ratings, blocks, seed=11)
+    order = latentmf.sgd_order(ratings, blocks=blocks, seed=11, epoch=epoch)
+    np.testing.assert_array_equal(np.sort(order), np.arange(len(ratings)))
+    p = user_groups[ratings.users[order]]
+    q = item_groups[ratings.items[order]]
+    shift = (q - p) % blocks
+    # each sub-epoch (one shift) is one contiguous stretch of the order ...
+    stretches = shift[np.r_[True, shift[1:] != shift[:-1]]]
+    assert len(stretches) == len(set(stretches.tolist()))
+    # ... in which the blocks (p, p + shift) come in order of p, each block in one piece,
+    # so that no two blocks of a sub-epoch share a user group or an item group
+    for s in stretches:
+        in_stretch = p[shift == s]
+        assert np.all(np.diff(in_stretch) >= 0)
+    # and inside a block the ratings are grouped by user
+    block = p * blocks + q
+    for b in np.unique(block):
+        users = ratings.users[order][block == b]
+        runs = users[np.r_[True, users[1:] != users[:-1]]]
+        assert len(runs) == len(np.unique(users))
+
+
+def test_sub_epoch_order_changes_with_epoch(rng):
+    ratings = random_ratings(rng, 40, 40, 500)
+    orders = {tuple(latentmf.sgd_order(ratings, blocks=8, seed=1, epoch=e)) for e in range(4)}
+    assert len(orders) > 1
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("with_biases", [False, True])
+def test_grid_epoch_is_bit_identical_across_thread_counts(rng, dtype, with_biases):
+    ratings = random_ratings(rng, 300, 200, 6000, value_dtype=dtype)
+    U, V = random_factors(rng, 300, 200, 16, dtype)
+    results = []
+    for threads in (1, 2, 3):
+        biases = (3.0, np.zeros(300, dtype), np.zeros(200, dtype)) if with_biases else None
+        U_t, V_t = U.copy(), V.copy()
+        for epoch in range(3):
+            latentmf.sgd_epoch(ratings, U_t, V_t, 0.02, 0.05, threads=threads, biases=biases, epoch=epoch)
+        results.append((U_t, V_t) + (() if biases is None else biases[1:]))
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_gradients_are_bit_identical_across_thread_counts(rng, threads):
+    ratings = random_ratings(rng, 3000, 500, 40000, value_dtype=np.float32)
+    U, V = random_factors(rng, 3000, 500, 8, np.float32)
+    one = latentmf.gradients(ratings, U, V, 0.1, threads=1)
+    many = latentmf.gradients(ratings, U, V, 0.1, threads=threads)
+    for a, b in zip(one, many):
+        np.testing.assert_array_equal(a, b)
+    assert latentmf.loss(ratings, U, V, 0.1, threads=1) == latentmf.loss(ratings, U, V, 0.1, threads=threads)
+
+
+def test_dense_gradients_are_bit_identical_across_thread_counts(rng):
+    U, V = random_factors(rng, 300, 200, 6, np.float32)
+    R = rng.uniform(1, 5, size=(300, 200)).astype(np.float32)
+    R[rng.random(R.shape) < 0.7] = np.nan
+    one = latentmf.gradients_dense(R, U, V, threads=1)
+    two = latentmf.gradients_dense(R, U, V, threads=2)
+    for a, b in zip(one, two):
+        np.testing.assert_array_equal(a, b)

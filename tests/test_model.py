@@ -1,0 +1,212 @@
+"""MatrixFactorization: training, determinism, zero-copy views, predict and recommend."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+
+import numpy as np
+import pytest
+
+import latentmf
+from latentmf import reference
+
+from conftest import low_rank_ratings, random_ratings
+
+
+def _fit(ratings, **params):
+    return latentmf.MatrixFactorization(**{"factors": 8, "epochs": 5, **params}).fit(ratings)
+
+
+def _state(model):
+    arrays = [model.U, model.V]
+    if model.user_bias_ is not None:
+        arrays += [model.user_bias_, model.item_bias_]
+    return [a.copy() for a in arrays]
+
+
+@pytest.mark.parametrize("solver", ["sgd", "gd"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("biases", [False, True])
+def test_fit_is_bit_identical_across_threads_and_runs(rng, solver, dtype, biases):
+    ratings = random_ratings(rng, 200, 150, 4000)
+    runs = [_fit(ratings, solver=solver, dtype=dtype, biases=biases, threads=t) for t in (1, 2, 2)]
+    for other in runs[1:]:
+        for a, b in zip(_state(runs[0]), _state(other)):
+            np.testing.assert_array_equal(a, b)
+        assert runs[0].history_["loss"] == other.history_["loss"]
+
+
+def test_seed_and_blocks_change_the_result(rng):
+    ratings = random_ratings(rng, 100, 80, 2000)
+    base = _fit(ratings).U
+    assert not np.array_equal(base, _fit(ratings, seed=1).U)
+    assert not np.array_equal(base, _fit(ratings, blocks=4).U)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_gradient_descent_with_a_small_step_decreases_the_loss_monotonically(rng, dtype):
+    ratings = random_ratings(rng, 60, 40, 800)
+    model = _fit(ratings, solver="gd", epochs=40, dtype=dtype, regularization=0.05)
+    losses = np.array(model.history_["loss"])
+    assert np.all(np.diff(losses) < 0), losses
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_gradient_descent_step_matches_the_reference(rng):
+    ratings = random_ratings(rng, 30, 20, 200)
+    model = _fit(ratings, solver="gd", epochs=0, dtype="float64", biases=False)
+    U, V = model.U.copy(), model.V.copy()
+    dU, dV = reference.gradients(ratings, U, V, 0.1)
+    model2 = _fit(ratings, solver="gd", epochs=1, dtype="float64", biases=False, learning_rate=0.01)
+    np.testing.assert_allclose(model2.U, U - 0.01 * dU, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(model2.V, V - 0.01 * dV, rtol=1e-12, atol=1e-12)
+
+
+def test_sgd_reaches_a_low_training_rmse_on_noiseless_low_rank_data(rng):
+    ratings = low_rank_ratings(rng, 80, 60, rank=3, density=0.5)
+    model = latentmf.MatrixFactorization(factors=3, epochs=150, learning_rate=0.03, regularization=0.0,
+                                         biases=False, init_std=0.3, dtype="float64").fit(ratings)
+    assert model.history_["train_rmse"][-1] < 0.02
+    assert model.history_["train_rmse"][-1] < 0.01 * model.history_["train_rmse"][0] * 100
+
+
+def test_learning_rate_decay_shrinks_the_step(rng):
+    ratings = random_ratings(rng, 50, 40, 600)
+    fixed = _fit(ratings, learning_rate=0.02)
+    decayed = _fit(ratings, learning_rate=0.02, learning_rate_decay=1.0)
+    first = _fit(ratings, learning_rate=0.02, epochs=1)
+    # the first epoch runs at the full step either way; later ones differ
+    np.testing.assert_array_equal(_fit(ratings, learning_rate=0.02, learning_rate_decay=1.0, epochs=1).U, first.U)
+    assert not np.array_equal(fixed.U, decayed.U)
+
+
+def test_history_records_every_epoch(rng):
+    train = random_ratings(rng, 50, 40, 600)
+    test = random_ratings(rng, 50, 40, 100)
+    model = latentmf.MatrixFactorization(factors=4, epochs=6).fit(train, validation=test)
+    history = model.history_
+    assert history["epoch"] == list(range(6))
+    assert all(len(history[key]) == 6 for key in ("loss", "train_rmse", "validation_rmse", "seconds"))
+    assert all(s >= 0 for s in history["seconds"])
+    expected_rmse = np.sqrt(np.mean((model.predict(test.users, test.items) - test.values) ** 2))
+    assert history["validation_rmse"][-1] == pytest.approx(expected_rmse, rel=1e-6)
+    biases = (model.global_mean_, model.user_bias_, model.item_bias_)
+    assert history["loss"][-1] == pytest.approx(reference.loss(train, model.U, model.V, 0.1, biases=biases),
+                                                rel=1e-5)
+    train_rmse = np.sqrt(np.mean((model.predict(train.users, train.items) - train.values) ** 2))
+    assert history["train_rmse"][-1] == pytest.approx(train_rmse, rel=1e-5)
+    assert np.isnan(_fit(train).history_["validation_rmse"]).all()
+
+
+def test_verbose_prints_one_line_per_epoch(rng, capsys):
+    _fit(random_ratings(rng, 20, 20, 100), epochs=3, verbose=True)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3 and lines[0].startswith("epoch   1/3")
+
+
+def test_biases_start_from_the_global_mean(rng):
+    ratings = random_ratings(rng, 30, 20, 200)
+    model = _fit(ratings, epochs=0)
+    assert model.global_mean_ == pytest.approx(float(np.mean(ratings.values)))
+    np.testing.assert_array_equal(model.user_bias_, 0)
+    assert _fit(ratings, biases=False).user_bias_ is None
+
+
+def test_initial_factors_are_the_documented_normal_draws(rng):
+    ratings = random_ratings(rng, 30, 20, 200)
+    model = _fit(ratings, epochs=0, dtype="float64", init_std=0.25, seed=9)
+    draws = np.random.default_rng(9)
+    np.testing.assert_array_equal(model.U, 0.25 * draws.standard_normal((30, 8)))
+    np.testing.assert_array_equal(model.V, 0.25 * draws.standard_normal((20, 8)))
+
+
+class TestZeroCopy:
+    def test_factors_view_the_model_memory(self, rng):
+        model = _fit(random_ratings(rng, 30, 20, 200))
+        assert np.shares_memory(model.U, model.U)
+        assert not model.U.flags.owndata and model.U.flags.writeable and model.U.flags.c_contiguous
+        assert model.U.shape == (30, 8) and model.V.shape == (20, 8)
+
+    def test_a_write_through_the_view_changes_predictions(self, rng):
+        model = _fit(random_ratings(rng, 30, 20, 200), biases=False)
+        before = model.predict([3], [4])[0]
+        model.U[3] *= 2
+        assert model.predict([3], [4])[0] == pytest.approx(2 * before, rel=1e-6)
+        model.V[4] = 0
+        assert model.predict([3], [4])[0] == 0
+
+    def test_the_view_outlives_the_model(self, rng):
+        model = _fit(random_ratings(rng, 30, 20, 200))
+        U, bias = model.U, model.user_bias_
+        saved = U.copy()
+        alive = weakref.ref(model)
+        del model
+        gc.collect()
+        assert alive() is None
+        np.testing.assert_array_equal(U, saved)
+        U[:] += 1  # still writable memory owned by the native model the view keeps alive
+        assert bias.shape == (30,)
+
+    def test_refitting_does_not_change_old_views(self, rng):
+        model = _fit(random_ratings(rng, 30, 20, 200))
+        old = model.U
+        saved = old.copy()
+        model.fit(random_ratings(rng, 50, 20, 300))
+        np.testing.assert_array_equal(old, saved)
+        assert model.U.shape == (50, 8)
+
+    def test_ratings_use_native_arrays_without_copying(self, rng):
+        users = np.array([0, 1, 2], dtype=np.int32)
+        items = np.array([1, 0, 1], dtype=np.int64)
+        values = np.array([1.0, 2.0, 3.0], dtype=np.float32)
+        ratings = latentmf.Ratings(users.astype(np.int64), items, values)
+        assert ratings.items is items and ratings.values is values
+        same = latentmf.Ratings(users, users, values.astype(np.float64))
+        assert same.users is users
+
+
+class TestPredictAndRecommend:
+    def test_predict_matches_the_model_formula(self, rng):
+        model = _fit(random_ratings(rng, 30, 20, 200), dtype="float64")
+        expected = model.global_mean_ + model.user_bias_[5] + model.item_bias_[7] + model.U[5] @ model.V[7]
+        assert model.predict(5, 7)[0] == pytest.approx(expected, rel=1e-12)
+
+    def test_recommend_returns_the_best_unseen_items_in_order(self, rng):
+        ratings = random_ratings(rng, 30, 40, 300)
+        model = _fit(ratings)
+        seen = set(ratings.items[ratings.users == 4].tolist())
+        items, scores = model.recommend(4, k=5)
+        assert len(items) == 5 and not seen & set(items.tolist())
+        assert np.all(np.diff(scores) <= 0)
+        all_scores = model.predict(np.full(40, 4), np.arange(40))
+        unseen = [m for m in range(40) if m not in seen]
+        best = sorted(unseen, key=lambda m: (-all_scores[m], m))[:5]
+        assert items.tolist() == best
+        np.testing.assert_allclose(scores, all_scores[items], rtol=1e-6)
+
+    def test_recommend_can_include_seen_items_and_caps_k(self, rng):
+        ratings = random_ratings(rng, 10, 6, 40)
+        model = _fit(ratings)
+        items, _ = model.recommend(2, k=100, exclude_seen=False)
+        assert sorted(items.tolist()) == list(range(6))
+        seen = np.unique(ratings.items[ratings.users == 2])
+        assert len(model.recommend(2, k=100)[0]) == 6 - len(seen)
+
+    def test_unfitted_model_says_so(self):
+        model = latentmf.MatrixFactorization()
+        for use in (lambda: model.U, lambda: model.predict([0], [0]), lambda: model.recommend(0)):
+            with pytest.raises(latentmf.NotFittedError, match="fit"):
+                use()
+
+
+def test_split_is_seeded_and_disjoint(rng):
+    ratings = random_ratings(rng, 40, 30, 500)
+    train, test = ratings.split(0.2, seed=1)
+    assert len(train) + len(test) == 500 and len(test) == 100
+    assert (train.n_users, train.n_items) == (40, 30)
+    pairs = lambda r: set(zip(r.users.tolist(), r.items.tolist()))
+    assert not pairs(train) & pairs(test)
+    again = ratings.split(0.2, seed=1)[1]
+    np.testing.assert_array_equal(again.users, test.users)
+    assert len(ratings.split(25, seed=1)[1]) == 25

@@ -1,0 +1,160 @@
+"""The backbone: every native routine against its twin in latentmf.reference, over dtype x shape x threads."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import latentmf
+from latentmf import reference
+
+from conftest import DTYPES, INDEX_DTYPES, assert_close, random_biases, random_factors, random_ratings
+
+# (n_users, n_items, n_ratings, F): users and items without ratings, F = 1, one rating, a full row.
+SHAPES = [(20, 15, 90, 4), (40, 3, 60, 1), (1, 1, 1, 1), (3, 50, 150, 7), (64, 64, 300, 33)]
+
+
+def _problem(rng, shape, dtype, index_dtype=np.int32, with_biases=False):
+    n_users, n_items, n_ratings, F = shape
+    ratings = random_ratings(rng, n_users, n_items, n_ratings, index_dtype, dtype)
+    U, V = random_factors(rng, n_users, n_items, F, dtype)
+    biases = random_biases(rng, n_users, n_items, dtype) if with_biases else None
+    return ratings, U, V, biases
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("with_biases", [False, True])
+def test_loss(rng, shape, dtype, threads, with_biases):
+    ratings, U, V, biases = _problem(rng, shape, dtype, with_biases=with_biases)
+    native = latentmf.loss(ratings, U, V, 0.3, biases=biases, threads=threads)
+    expected = reference.loss(ratings, U, V, 0.3, biases=biases)
+    assert_close(native, expected, dtype)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("index_dtype", INDEX_DTYPES)
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("with_biases", [False, True])
+def test_gradients(rng, shape, dtype, index_dtype, threads, with_biases):
+    ratings, U, V, biases = _problem(rng, shape, dtype, index_dtype, with_biases)
+    native = latentmf.gradients(ratings, U, V, 0.2, biases=biases, threads=threads)
+    expected = reference.gradients(ratings, U, V, 0.2, biases=biases)
+    assert len(native) == len(expected) == (4 if with_biases else 2)
+    for got, want in zip(native, expected):
+        assert got.dtype == dtype
+        assert got.shape == want.shape
+        assert_close(got, want, dtype)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("use_mask", [False, True])
+def test_gradients_dense(rng, shape, dtype, threads, use_mask):
+    ratings, U, V, _ = _problem(rng, shape, dtype)
+    observed = np.zeros((len(U), len(V)), dtype=bool)
+    observed[ratings.users, ratings.items] = True
+    R = np.where(observed, 0, np.nan).astype(dtype)
+    R[ratings.users, ratings.items] = ratings.values
+    mask = observed if use_mask else None
+    if use_mask:
+        R[~observed] = 1e30  # unobserved values must be ignored, whatever they are
+    native = latentmf.gradients_dense(R, U, V, mask, 0.2, threads=threads)
+    expected = reference.gradients_dense(R, U, V, mask, 0.2)
+    for got, want in zip(native, expected):
+        assert got.dtype == dtype
+        assert_close(got, want, dtype)
+    # the dense and sparse entry points compute the same gradients
+    for dense, sparse in zip(native, latentmf.gradients(ratings, U, V, 0.2)):
+        assert_close(dense, sparse, dtype)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("with_biases", [False, True])
+def test_sgd_epoch_in_given_order(rng, shape, dtype, with_biases):
+    ratings, U, V, biases = _problem(rng, shape, dtype, with_biases=with_biases)
+    order = rng.permutation(len(ratings))
+    native_biases = None if biases is None else (biases[0], biases[1].copy(), biases[2].copy())
+    U_native, V_native = U.copy(), V.copy()
+    native = latentmf.sgd_epoch(ratings, U_native, V_native, 0.05, 0.1, order=order, biases=native_biases)
+    expected = reference.sgd_epoch(ratings, U, V, 0.05, 0.1, order=order, biases=biases)
+    assert_close(native, expected, dtype)
+    assert_close(U_native, U, dtype)
+    assert_close(V_native, V, dtype)
+    if biases is not None:
+        assert_close(native_biases[1], biases[1], dtype)
+        assert_close(native_biases[2], biases[2], dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("blocks", [1, 2, 3, 8])
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("with_biases", [False, True])
+def test_grid_epoch_equals_reference_in_the_grid_order(rng, dtype, blocks, threads, with_biases):
+    ratings, U, V, biases = _problem(rng, (30, 25, 200, 5), dtype, with_biases=with_biases)
+    native_biases = None if biases is None else (biases[0], biases[1].copy(), biases[2].copy())
+    U_native, V_native = U.copy(), V.copy()
+    native = latentmf.sgd_epoch(ratings, U_native, V_native, 0.05, 0.1, threads=threads, biases=native_biases,
+                                blocks=blocks, seed=7, epoch=3)
+    order = latentmf.sgd_order(ratings, blocks=blocks, seed=7, epoch=3)
+    expected = reference.sgd_epoch(ratings, U, V, 0.05, 0.1, order=order, biases=biases)
+    assert_close(native, expected, dtype)
+    assert_close(U_native, U, dtype)
+    assert_close(V_native, V, dtype)
+    if biases is not None:
+        assert_close(native_biases[1], biases[1], dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_predict(rng, dtype):
+    ratings, U, V, biases = _problem(rng, (20, 15, 90, 4), dtype, with_biases=True)
+    model = latentmf.MatrixFactorization(factors=4, epochs=1, dtype=np.dtype(dtype).name).fit(ratings)
+    users = rng.integers(0, 20, size=50)
+    items = rng.integers(0, 15, size=50)
+    expected = reference.predict(model.U, model.V, users, items,
+                                 (model.global_mean_, model.user_bias_, model.item_bias_))
+    assert_close(model.predict(users, items), expected, dtype)
+
+
+@st.composite
+def problems(draw):
+    n_users = draw(st.integers(1, 25))
+    n_items = draw(st.integers(1, 25))
+    n_ratings = draw(st.integers(1, n_users * n_items))
+    F = draw(st.integers(1, 9))
+    dtype = draw(st.sampled_from(DTYPES))
+    seed = draw(st.integers(0, 2**32 - 1))
+    return n_users, n_items, n_ratings, F, dtype, seed
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(problem=problems(), with_biases=st.booleans(), regularization=st.floats(0.0, 2.0))
+def test_loss_and_gradients_on_random_shapes(problem, with_biases, regularization):
+    n_users, n_items, n_ratings, F, dtype, seed = problem
+    rng = np.random.default_rng(seed)
+    ratings, U, V, biases = _problem(rng, (n_users, n_items, n_ratings, F), dtype, with_biases=with_biases)
+    assert_close(latentmf.loss(ratings, U, V, regularization, biases=biases),
+                 reference.loss(ratings, U, V, regularization, biases=biases), dtype)
+    for got, want in zip(latentmf.gradients(ratings, U, V, regularization, biases=biases),
+                         reference.gradients(ratings, U, V, regularization, biases=biases)):
+        assert_close(got, want, dtype)
+
+
+@settings(max_examples=40, deadline=None)
+@given(problem=problems(), blocks=st.integers(1, 6), epoch=st.integers(0, 5))
+def test_grid_epoch_on_random_shapes(problem, blocks, epoch):
+    n_users, n_items, n_ratings, F, dtype, seed = problem
+    rng = np.random.default_rng(seed)
+    ratings, U, V, _ = _problem(rng, (n_users, n_items, n_ratings, F), dtype)
+    U_native, V_native = U.copy(), V.copy()
+    latentmf.sgd_epoch(ratings, U_native, V_native, 0.02, 0.05, blocks=blocks, seed=seed, epoch=epoch)
+    order = latentmf.sgd_order(ratings, blocks=blocks, seed=seed, epoch=epoch)
+    reference.sgd_epoch(ratings, U, V, 0.02, 0.05, order=order)
+    assert_close(U_native, U, dtype)
+    assert_close(V_native, V, dtype)
