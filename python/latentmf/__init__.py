@@ -7,7 +7,7 @@ SGD or full-batch gradient descent in a C++/OpenMP core. Start with `MatrixFacto
 
 from typing import Any
 
-from . import _core
+from . import _core, datasets, reference
 from ._version import __version__
 from .data import Ratings
 from .functions import gradients, gradients_dense, loss, sgd_epoch, sgd_order
@@ -26,9 +26,11 @@ __all__ = [
     "Ratings",
     "__version__",
     "build_info",
+    "datasets",
     "gradients",
     "gradients_dense",
     "loss",
+    "reference",
     "sgd_epoch",
     "sgd_order",
 ]
