@@ -120,6 +120,16 @@ class TestFunctions:
              ValueError, "global_mean"),
             (lambda: latentmf.sgd_epoch(ratings, U, V, 0.1, biases=(3.0, np.zeros(10, np.float32), np.zeros(8))),
              TypeError, "user_bias must have dtype float64"),
+            (lambda: latentmf.sgd_epoch(ratings, U, V, 0.1, adagrad=(np.ones(10), np.zeros(8))), ValueError,
+             r"item_accumulators\[0\] = 0.000000 must be a finite number > 0"),
+            (lambda: latentmf.sgd_epoch(ratings, U, V, 0.1, adagrad=(np.full(10, np.nan), np.ones(8))), ValueError,
+             r"user_accumulators\[0\] = nan"),
+            (lambda: latentmf.sgd_epoch(ratings, U, V, 0.1, adagrad=(np.ones(10), None)), ValueError,
+             "user_accumulators and item_accumulators must be given together"),
+            (lambda: latentmf.sgd_epoch(ratings, U, V, 0.1, adagrad=(np.ones(9), np.ones(8))), ValueError,
+             "user_accumulators has length 9"),
+            (lambda: latentmf.sgd_epoch(ratings, U, V, 0.1, adagrad=np.ones(10)), TypeError,
+             "adagrad must be None or a"),
         ]
         for call, error, match in bad_calls:
             with pytest.raises(error, match=match):
@@ -127,11 +137,16 @@ class TestFunctions:
             np.testing.assert_array_equal(U, U0)
             np.testing.assert_array_equal(V, V0)
 
-    def test_shared_memory_between_U_and_V_is_refused(self, rng):
+    def test_shared_memory_between_updated_arrays_is_refused(self, rng):
         ratings = random_ratings(rng, 8, 8, 20)
         both = np.ones((16, 3))
-        with pytest.raises(ValueError, match="must not share memory"):
+        with pytest.raises(ValueError, match="U and V must not share memory"):
             latentmf.sgd_epoch(ratings, both[:8], both[7:15], 0.1)
+        U, V, flat = np.ones((8, 3)), np.ones((8, 3)), np.ones(16)
+        with pytest.raises(ValueError, match="user_bias and item_bias must not share memory"):
+            latentmf.sgd_epoch(ratings, U, V, 0.1, biases=(3.0, flat[:8], flat[4:12]))
+        with pytest.raises(ValueError, match="V and item_accumulators must not share memory"):
+            latentmf.sgd_epoch(ratings, U, V, 0.1, adagrad=(np.ones(8), V.reshape(-1)[:8]))
 
     def test_dense_gradients_reject_bad_input(self, rng):
         U, V = random_factors(rng, 4, 3, 2)

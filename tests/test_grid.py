@@ -48,12 +48,18 @@ def test_visiting_order_runs_disjoint_blocks_sub_epoch_by_sub_epoch(rng, blocks,
     for s in stretches:
         in_stretch = p[shift == s]
         assert np.all(np.diff(in_stretch) >= 0)
-    # and inside a block the ratings are grouped by user
+    # and inside a block at most 4 users (the SGD lanes) are under way at any time, each user's
+    # ratings in their input order
     block = p * blocks + q
     for b in np.unique(block):
-        users = ratings.users[order][block == b]
-        runs = users[np.r_[True, users[1:] != users[:-1]]]
-        assert len(runs) == len(np.unique(users))
+        positions = order[block == b]
+        users = ratings.users[positions]
+        first = {u: i for i, u in reversed(list(enumerate(users.tolist())))}
+        last = {u: i for i, u in enumerate(users.tolist())}
+        under_way = [sum(first[u] <= i <= last[u] for u in first) for i in range(len(users))]
+        assert max(under_way) <= 4
+        for u in first:
+            assert np.all(np.diff(positions[users == u]) > 0)
 
 
 def test_sub_epoch_order_changes_with_epoch(rng):

@@ -25,7 +25,7 @@ def _state(model):
     return [a.copy() for a in arrays]
 
 
-@pytest.mark.parametrize("solver", ["sgd", "gd"])
+@pytest.mark.parametrize("solver", ["sgd", "adagrad", "gd"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("biases", [False, True])
 def test_fit_is_bit_identical_across_threads_and_runs(rng, solver, dtype, biases):

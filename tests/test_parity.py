@@ -92,6 +92,32 @@ def test_sgd_epoch_in_given_order(rng, shape, dtype, with_biases):
         assert_close(native_biases[2], biases[2], dtype)
 
 
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("with_biases", [False, True])
+@pytest.mark.parametrize("grid", [False, True])
+def test_adagrad_epoch(rng, shape, dtype, with_biases, grid):
+    ratings, U, V, biases = _problem(rng, shape, dtype, with_biases=with_biases)
+    accumulators = (rng.uniform(1, 2, len(U)).astype(dtype), rng.uniform(1, 2, len(V)).astype(dtype))
+    native_biases = None if biases is None else (biases[0], biases[1].copy(), biases[2].copy())
+    native_accumulators = (accumulators[0].copy(), accumulators[1].copy())
+    U_native, V_native = U.copy(), V.copy()
+    if grid:
+        latentmf.sgd_epoch(ratings, U_native, V_native, 0.1, 0.05, threads=2, biases=native_biases,
+                           adagrad=native_accumulators, blocks=3, seed=5)
+        order = latentmf.sgd_order(ratings, blocks=3, seed=5)
+    else:
+        order = rng.permutation(len(ratings))
+        latentmf.sgd_epoch(ratings, U_native, V_native, 0.1, 0.05, order=order, biases=native_biases,
+                           adagrad=native_accumulators)
+    reference.sgd_epoch(ratings, U, V, 0.1, 0.05, order=order, biases=biases, adagrad=accumulators)
+    for got, want in zip((U_native, V_native) + native_accumulators, (U, V) + accumulators):
+        assert_close(got, want, dtype)
+    if biases is not None:
+        assert_close(native_biases[1], biases[1], dtype)
+        assert_close(native_biases[2], biases[2], dtype)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("blocks", [1, 2, 3, 8])
 @pytest.mark.parametrize("threads", [1, 2])

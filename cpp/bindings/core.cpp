@@ -7,16 +7,18 @@
 
 #include <cstdint>
 #include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
 
 #include "latentmf/blocks.hpp"
 #include "latentmf/build_info.hpp"
+#include "latentmf/checks.hpp"
 #include "latentmf/compressed.hpp"
 #include "latentmf/dense.hpp"
-#include "latentmf/gradients.hpp"
+#include "latentmf/dispatch.hpp"
 #include "latentmf/memory.hpp"
 #include "latentmf/model.hpp"
-#include "latentmf/predict.hpp"
-#include "latentmf/sgd.hpp"
 
 namespace py = pybind11;
 using namespace pybind11::literals;
@@ -29,6 +31,15 @@ using latentmf::Coo;
 using latentmf::Factors;
 using latentmf::Model;
 using latentmf::RatingsIndex;
+
+// The instruction-set level whose kernels run: the best this CPU supports, unless
+// select_isa() chose a lower one.
+latentmf::Isa active_isa = latentmf::best_isa();
+
+template <class Scalar>
+const latentmf::Kernels<Scalar>& kernels() {
+  return latentmf::kernels<Scalar>(active_isa);
+}
 
 template <class T>
 bool has_dtype(const py::array& a) {
@@ -73,6 +84,17 @@ bool overlap(const py::array& a, const py::array& b) {
   return begin_a < begin_b + b.nbytes() && begin_b < begin_a + a.nbytes();
 }
 
+// The arrays one call updates in place must not share memory: an update through one would
+// silently change another.
+void check_disjoint(const std::vector<std::pair<const char*, py::object>>& arrays) {
+  for (std::size_t i = 0; i < arrays.size(); ++i)
+    for (std::size_t j = i + 1; j < arrays.size(); ++j) {
+      if (arrays[i].second.is_none() || arrays[j].second.is_none()) continue;
+      if (overlap(py::cast<py::array>(arrays[i].second), py::cast<py::array>(arrays[j].second)))
+        throw py::value_error(std::string(arrays[i].first) + " and " + arrays[j].first + " must not share memory");
+    }
+}
+
 // U and V as the core's Factors; both of dtype Scalar, 2-D, C-contiguous, the same width,
 // writeable when the call updates them, and not sharing memory.
 template <class Scalar>
@@ -83,9 +105,28 @@ Factors<Scalar> factors_of(const py::array& U, const py::array& V, bool writeabl
     throw py::value_error("U and V must have the same number of columns (factors), got " +
                           std::to_string(U.shape(1)) + " and " + std::to_string(V.shape(1)));
   if (U.shape(1) < 1) throw py::value_error("U and V must have at least one column (factor)");
-  if (overlap(U, V)) throw py::value_error("U and V must not share memory");
+  check_disjoint({{"U", U}, {"V", V}});
   return {static_cast<Scalar*>(const_cast<void*>(U.data())), static_cast<Scalar*>(const_cast<void*>(V.data())),
           U.shape(0), V.shape(0), U.shape(1)};
+}
+
+// A pair of vectors with one entry per user and one per item, both given or neither (then null).
+template <class Scalar>
+std::pair<Scalar*, Scalar*> row_vectors(const py::object& user, const py::object& item, const char* user_name,
+                                        const char* item_name, const Factors<Scalar>& f, bool writeable) {
+  if (user.is_none() && item.is_none()) return {nullptr, nullptr};
+  if (user.is_none() || item.is_none())
+    throw py::value_error(std::string(user_name) + " and " + item_name + " must be given together");
+  const auto u = py::cast<py::array>(user), i = py::cast<py::array>(item);
+  check_array<Scalar>(u, user_name, 1, writeable);
+  check_array<Scalar>(i, item_name, 1, writeable);
+  if (u.shape(0) != f.n_users)
+    throw py::value_error(std::string(user_name) + " has length " + std::to_string(u.shape(0)) +
+                          ", expected n_users=" + std::to_string(f.n_users));
+  if (i.shape(0) != f.n_items)
+    throw py::value_error(std::string(item_name) + " has length " + std::to_string(i.shape(0)) +
+                          ", expected n_items=" + std::to_string(f.n_items));
+  return {static_cast<Scalar*>(const_cast<void*>(u.data())), static_cast<Scalar*>(const_cast<void*>(i.data()))};
 }
 
 // Both bias vectors or neither; with them the model has r_hat = mean + b_n + c_m + u . v.
@@ -93,23 +134,26 @@ template <class Scalar>
 Biases<Scalar> biases_of(const py::object& user_bias, const py::object& item_bias, double global_mean,
                          const Factors<Scalar>& f, bool writeable) {
   Biases<Scalar> b;
-  if (user_bias.is_none() && item_bias.is_none()) return b;
-  if (user_bias.is_none() || item_bias.is_none())
-    throw py::value_error("user_bias and item_bias must be given together");
-  const auto ub = py::cast<py::array>(user_bias), ib = py::cast<py::array>(item_bias);
-  check_array<Scalar>(ub, "user_bias", 1, writeable);
-  check_array<Scalar>(ib, "item_bias", 1, writeable);
-  if (ub.shape(0) != f.n_users)
-    throw py::value_error("user_bias has length " + std::to_string(ub.shape(0)) + ", expected n_users=" +
-                          std::to_string(f.n_users));
-  if (ib.shape(0) != f.n_items)
-    throw py::value_error("item_bias has length " + std::to_string(ib.shape(0)) + ", expected n_items=" +
-                          std::to_string(f.n_items));
-  if (!std::isfinite(global_mean)) throw py::value_error("global_mean must be finite");
+  std::tie(b.user, b.item) = row_vectors(user_bias, item_bias, "user_bias", "item_bias", f, writeable);
+  if (b.enabled() && !std::isfinite(global_mean)) throw py::value_error("global_mean must be finite");
   b.global_mean = static_cast<Scalar>(global_mean);
-  b.user = static_cast<Scalar*>(const_cast<void*>(ub.data()));
-  b.item = static_cast<Scalar*>(const_cast<void*>(ib.data()));
   return b;
+}
+
+// The AdaGrad accumulators (both or neither); every entry must be a finite number > 0.
+template <class Scalar>
+latentmf::Accumulators<Scalar> accumulators_of(const py::object& user, const py::object& item,
+                                               const Factors<Scalar>& f) {
+  latentmf::Accumulators<Scalar> a;
+  std::tie(a.user, a.item) = row_vectors(user, item, "user_accumulators", "item_accumulators", f, true);
+  if (!a.enabled()) return a;
+  for (auto [name, data, size] : {std::make_tuple("user_accumulators", a.user, f.n_users),
+                                  std::make_tuple("item_accumulators", a.item, f.n_items)})
+    for (std::int64_t k = 0; k < size; ++k)
+      if (!(std::isfinite(data[k]) && data[k] > 0))
+        throw py::value_error(std::string(name) + "[" + std::to_string(k) + "] = " + std::to_string(data[k]) +
+                              " must be a finite number > 0");
+  return a;
 }
 
 template <class Index, class Value>
@@ -234,7 +278,7 @@ py::tuple objective(const RatingsIndex<Scalar>& index, const py::array& U, const
   latentmf::Objective o;
   {
     py::gil_scoped_release release;
-    o = latentmf::objective(index, f, b, t);
+    o = kernels<Scalar>().objective(index, f, b, t);
   }
   return objective_tuple(o);
 }
@@ -249,7 +293,7 @@ py::tuple grid_objective(const BlockGrid<Scalar>& grid, const py::array& U, cons
   latentmf::Objective o;
   {
     py::gil_scoped_release release;
-    o = latentmf::grid_objective(grid, f, b, t);
+    o = kernels<Scalar>().grid_objective(grid, f, b, t);
   }
   return objective_tuple(o);
 }
@@ -287,7 +331,7 @@ py::tuple gradients(const RatingsIndex<Scalar>& index, const py::array& U, const
                                   b.enabled() ? d_item_bias.mutable_data() : nullptr};
   {
     py::gil_scoped_release release;
-    latentmf::gradients(index, f, b, static_cast<Scalar>(regularization), out, t);
+    kernels<Scalar>().gradients(index, f, b, static_cast<Scalar>(regularization), out, t);
   }
   if (b.enabled()) return py::make_tuple(dU, dV, d_user_bias, d_item_bias);
   return py::make_tuple(dU, dV);
@@ -330,9 +374,13 @@ py::tuple gradients_dense(const py::array& R, const py::array& U, const py::arra
 template <class Scalar>
 double sgd_grid(const BlockGrid<Scalar>& grid, const py::array& U, const py::array& V, double learning_rate,
                 double regularization, std::int64_t epoch, const py::object& sub_epoch, double global_mean,
-                const py::object& user_bias, const py::object& item_bias, int threads) {
+                const py::object& user_bias, const py::object& item_bias, const py::object& user_accumulators,
+                const py::object& item_accumulators, int threads) {
   const auto f = factors_of<Scalar>(U, V, true);
   const auto b = biases_of<Scalar>(user_bias, item_bias, global_mean, f, true);
+  const auto a = accumulators_of<Scalar>(user_accumulators, item_accumulators, f);
+  check_disjoint({{"U", U}, {"V", V}, {"user_bias", user_bias}, {"item_bias", item_bias},
+                  {"user_accumulators", user_accumulators}, {"item_accumulators", item_accumulators}});
   const latentmf::SgdStep<Scalar> step{static_cast<Scalar>(learning_rate), static_cast<Scalar>(regularization)};
   const int t = latentmf::resolve_threads(threads);
   const bool whole_epoch = sub_epoch.is_none();
@@ -341,24 +389,29 @@ double sgd_grid(const BlockGrid<Scalar>& grid, const py::array& U, const py::arr
   for (int s = first; s < last; ++s) latentmf::check_grid_step(grid, f, step, epoch, s);
   py::gil_scoped_release release;
   double squared_errors = 0;
-  for (int s = first; s < last; ++s) squared_errors += latentmf::sgd_sub_epoch(grid, f, b, step, epoch, s, t);
+  for (int s = first; s < last; ++s)
+    squared_errors += kernels<Scalar>().sgd_sub_epoch(grid, f, b, a, step, epoch, s, t);
   return squared_errors;
 }
 
 double sgd_ordered(const py::array& users, const py::array& items, const py::array& values,
                    const py::array& order, const py::array& U, const py::array& V, double learning_rate,
                    double regularization, double global_mean, const py::object& user_bias,
-                   const py::object& item_bias) {
+                   const py::object& item_bias, const py::object& user_accumulators,
+                   const py::object& item_accumulators) {
   return with_value(values, [&](auto scalar) {
     using Scalar = decltype(scalar);
     const auto f = factors_of<Scalar>(U, V, true);
     const auto b = biases_of<Scalar>(user_bias, item_bias, global_mean, f, true);
+    const auto a = accumulators_of<Scalar>(user_accumulators, item_accumulators, f);
+    check_disjoint({{"U", U}, {"V", V}, {"user_bias", user_bias}, {"item_bias", item_bias},
+                    {"user_accumulators", user_accumulators}, {"item_accumulators", item_accumulators}});
     const latentmf::SgdStep<Scalar> step{static_cast<Scalar>(learning_rate), static_cast<Scalar>(regularization)};
     return with_index(users, items, [&](auto index) {
       const auto coo = coo_of<decltype(index), Scalar>(users, items, values, f.n_users, f.n_items);
       const auto* order_data = vector_data<std::int64_t>(order, "order", coo.size);
       py::gil_scoped_release release;
-      return latentmf::sgd_ordered(coo, order_data, f, b, step);
+      return kernels<Scalar>().sgd_ordered(decltype(index){})(coo, order_data, f, b, a, step);
     });
   });
 }
@@ -379,7 +432,7 @@ py::array predict(const py::array& U, const py::array& V, const py::array& users
       py::array_t<Scalar> out(size);
       Scalar* out_data = out.mutable_data();
       py::gil_scoped_release release;
-      latentmf::predict(f, b, u, i, size, out_data, t);
+      kernels<Scalar>().predict(Index{})(f, b, u, i, size, out_data, t);
       return out;
     });
   });
@@ -401,19 +454,27 @@ void bind_model(py::module_& m, const char* name) {
       .def_property_readonly("n_factors", &M::n_factors)
       .def_property_readonly("U", [](py::object self) {
         auto& model = self.cast<M&>();
-        return view(model.U().data(), {model.n_users(), model.n_factors()}, self);
+        return view(model.U(), {model.n_users(), model.n_factors()}, self);
       })
       .def_property_readonly("V", [](py::object self) {
         auto& model = self.cast<M&>();
-        return view(model.V().data(), {model.n_items(), model.n_factors()}, self);
+        return view(model.V(), {model.n_items(), model.n_factors()}, self);
       })
       .def_property_readonly("user_bias", [](py::object self) {
         auto& model = self.cast<M&>();
-        return view(model.user_bias().data(), {model.n_users()}, self);
+        return view(model.user_bias(), {model.n_users()}, self);
       })
       .def_property_readonly("item_bias", [](py::object self) {
         auto& model = self.cast<M&>();
-        return view(model.item_bias().data(), {model.n_items()}, self);
+        return view(model.item_bias(), {model.n_items()}, self);
+      })
+      .def_property_readonly("user_accumulators", [](py::object self) {
+        auto& model = self.cast<M&>();
+        return view(model.user_accumulators(), {model.n_users()}, self);
+      })
+      .def_property_readonly("item_accumulators", [](py::object self) {
+        auto& model = self.cast<M&>();
+        return view(model.item_accumulators(), {model.n_items()}, self);
       })
       .def_property(
           "global_mean", [](M& model) { return double(model.global_mean()); },
@@ -457,7 +518,15 @@ void bind_block_grid(py::module_& m, const char* name) {
   m.def("grid_objective", &grid_objective<Scalar>, "grid"_a, "U"_a, "V"_a, "global_mean"_a, "user_bias"_a,
         "item_bias"_a, "threads"_a);
   m.def("sgd_grid", &sgd_grid<Scalar>, "grid"_a, "U"_a, "V"_a, "learning_rate"_a, "regularization"_a,
-        "epoch"_a, "sub_epoch"_a, "global_mean"_a, "user_bias"_a, "item_bias"_a, "threads"_a);
+        "epoch"_a, "sub_epoch"_a, "global_mean"_a, "user_bias"_a, "item_bias"_a, "user_accumulators"_a,
+        "item_accumulators"_a, "threads"_a);
+}
+
+std::vector<std::string> isa_names(bool supported_only) {
+  std::vector<std::string> names;
+  for (auto isa : latentmf::compiled_isas())
+    if (!supported_only || latentmf::cpu_supports(isa)) names.push_back(latentmf::isa_name(isa));
+  return names;
 }
 
 py::dict build_info() {
@@ -465,7 +534,17 @@ py::dict build_info() {
   return py::dict("openmp"_a = info.openmp, "openmp_version"_a = info.openmp_version,
                   "compiler"_a = info.compiler, "eigen_version"_a = info.eigen_version,
                   "eigen_simd"_a = info.eigen_simd, "instruction_sets"_a = info.instruction_sets,
-                  "float_types"_a = info.float_types, "max_threads"_a = latentmf::available_threads());
+                  "isa_levels"_a = isa_names(false), "isa_levels_supported"_a = isa_names(true),
+                  "isa"_a = latentmf::isa_name(active_isa), "float_types"_a = info.float_types,
+                  "max_threads"_a = latentmf::available_threads());
+}
+
+// Runs the kernels of the named level from now on; refuses a level this CPU cannot run.
+void select_isa(const std::string& name) {
+  const auto isa = latentmf::isa_from_name(name);
+  if (!latentmf::cpu_supports(isa))
+    throw py::value_error("instruction-set level '" + name + "' is compiled in but this CPU cannot run it");
+  active_isa = isa;
 }
 
 }  // namespace
@@ -491,9 +570,11 @@ PYBIND11_MODULE(_core, m) {
   m.def("group_by_row", &group_by_row, "rows"_a, "cols"_a, "n_rows"_a, "n_cols"_a);
   m.def("gradients_dense", &gradients_dense, "R"_a, "U"_a, "V"_a, "mask"_a, "regularization"_a, "threads"_a);
   m.def("sgd_ordered", &sgd_ordered, "users"_a, "items"_a, "values"_a, "order"_a, "U"_a, "V"_a,
-        "learning_rate"_a, "regularization"_a, "global_mean"_a, "user_bias"_a, "item_bias"_a);
+        "learning_rate"_a, "regularization"_a, "global_mean"_a, "user_bias"_a, "item_bias"_a,
+        "user_accumulators"_a, "item_accumulators"_a);
   m.def("predict", &predict, "U"_a, "V"_a, "users"_a, "items"_a, "global_mean"_a, "user_bias"_a, "item_bias"_a,
         "threads"_a);
   m.def("build_info", &build_info);
+  m.def("select_isa", &select_isa, "name"_a);
   m.def("available_threads", &latentmf::available_threads);
 }

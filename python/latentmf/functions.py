@@ -41,6 +41,14 @@ def _bias_arguments(biases: Any) -> tuple[float, Any, Any]:
     return as_real(global_mean, "global_mean", -np.inf), user_bias, item_bias
 
 
+def _accumulator_arguments(adagrad: Any) -> tuple[Any, Any]:
+    if adagrad is None:
+        return None, None
+    if not (isinstance(adagrad, tuple) and len(adagrad) == 2):
+        raise TypeError("adagrad must be None or a (user_accumulators, item_accumulators) tuple")
+    return adagrad
+
+
 def _prepare(ratings: Any, U: Any, V: Any) -> tuple[Ratings, str]:
     dtype = _factor_dtype(U, V)
     if U.ndim != 2 or V.ndim != 2:
@@ -91,9 +99,13 @@ def gradients_dense(R: Any, U: np.ndarray, V: np.ndarray, mask: Any = None, regu
 
 
 def sgd_epoch(ratings: Any, U: np.ndarray, V: np.ndarray, learning_rate: float, regularization: float = 0.0,
-              order: Any = None, threads: int | None = None, *, biases: Any = None, blocks: int | None = None,
-              seed: int = 0, epoch: int = 0) -> float:
-    """One SGD epoch, updating U and V (and the bias arrays) in place.
+              order: Any = None, threads: int | None = None, *, biases: Any = None, adagrad: Any = None,
+              blocks: int | None = None, seed: int = 0, epoch: int = 0) -> float:
+    """One SGD epoch, updating U and V (and the bias and accumulator arrays) in place.
+
+    `adagrad`, a (user_accumulators, item_accumulators) pair of arrays (start them at 1), gives
+    each row its own step learning_rate / sqrt(G), G the running mean square of the row's
+    gradients (see `reference.sgd_epoch`); None keeps the step fixed.
 
     With `order` (a permutation of the ratings) the ratings are visited one after the other in
     that order on one thread, exactly as `reference.sgd_epoch` does. Without it the epoch runs
@@ -104,6 +116,7 @@ def sgd_epoch(ratings: Any, U: np.ndarray, V: np.ndarray, learning_rate: float, 
     """
     data, dtype = _prepare(ratings, U, V)
     global_mean, user_bias, item_bias = _bias_arguments(biases)
+    user_accumulators, item_accumulators = _accumulator_arguments(adagrad)
     learning_rate = as_real(learning_rate, "learning_rate", 0.0, strict=True)
     regularization = as_real(regularization, "regularization", 0.0)
     if order is not None:
@@ -112,11 +125,13 @@ def sgd_epoch(ratings: Any, U: np.ndarray, V: np.ndarray, learning_rate: float, 
         order = np.ascontiguousarray(_order_array(order))
         values = np.ascontiguousarray(data.values, dtype=dtype)
         return _core.sgd_ordered(data.users, data.items, values, order, U, V, learning_rate,
-                                 regularization, global_mean, user_bias, item_bias)
+                                 regularization, global_mean, user_bias, item_bias, user_accumulators,
+                                 item_accumulators)
     n_blocks = DEFAULT_BLOCKS if blocks is None else as_integer(blocks, "blocks", 1, 1024)
     grid = data._grid(dtype, n_blocks, as_integer(seed, "seed", 0), as_threads(threads))
     return _core.sgd_grid(grid, U, V, learning_rate, regularization, as_integer(epoch, "epoch", 0), None,
-                          global_mean, user_bias, item_bias, as_threads(threads))
+                          global_mean, user_bias, item_bias, user_accumulators, item_accumulators,
+                          as_threads(threads))
 
 
 def _order_array(order: Any) -> np.ndarray:

@@ -118,6 +118,7 @@ def sgd_epoch(
     order: Any = None,
     *,
     biases: Any = None,
+    adagrad: Any = None,
 ) -> float:
     """One epoch of SGD, in place, visiting ratings[order[0]], ratings[order[1]], ...
     (input order when `order` is None). For each rating, with e = r_nm - r_hat_nm:
@@ -126,10 +127,15 @@ def sgd_epoch(
 
     both from the values before the step; with biases b_n <- b_n + eta (e - lambda b_n) and
     c_m <- c_m + eta (e - lambda c_m). Returns the sum of e^2 seen before each step.
+
+    With `adagrad` = (G_user, G_item), arrays of per-row accumulators updated in place, each row
+    gets its own step (AdaGrad): first G_n <- G_n + |e v_m - lambda u_n|^2 / F and
+    G_m <- G_m + |e u_n - lambda v_m|^2 / F, then user n's factors and bias move with
+    eta / sqrt(G_n) in place of eta, and item m's with eta / sqrt(G_m).
     """
     users, items, values = _triples(ratings)
     order = np.arange(len(values)) if order is None else np.asarray(order)
-    eta, lam = learning_rate, regularization
+    lam, n_factors = regularization, U.shape[1]
     squared_errors = 0.0
     for k in order:
         n, m, r = users[k], items[k], values[k]
@@ -140,9 +146,17 @@ def sgd_epoch(
             r_hat += global_mean + user_bias[n] + item_bias[m]
         e = r - r_hat
         squared_errors += float(e) ** 2
-        U[n] = u + eta * (e * v - lam * u)
-        V[m] = v + eta * (e * u - lam * v)
+        # The descent directions of the two rows (minus the gradients of this rating's loss).
+        g_u, g_v = e * v - lam * u, e * u - lam * v
+        eta_u = eta_v = learning_rate
+        if adagrad is not None:
+            G_user, G_item = adagrad
+            G_user[n] += (g_u @ g_u) / n_factors
+            G_item[m] += (g_v @ g_v) / n_factors
+            eta_u, eta_v = learning_rate / np.sqrt(G_user[n]), learning_rate / np.sqrt(G_item[m])
+        U[n] = u + eta_u * g_u
+        V[m] = v + eta_v * g_v
         if biases is not None:
-            user_bias[n] = user_bias[n] + eta * (e - lam * user_bias[n])
-            item_bias[m] = item_bias[m] + eta * (e - lam * item_bias[m])
+            user_bias[n] = user_bias[n] + eta_u * (e - lam * user_bias[n])
+            item_bias[m] = item_bias[m] + eta_v * (e - lam * item_bias[m])
     return squared_errors

@@ -1,8 +1,9 @@
 // The stratified block grid of DESIGN.md. Users and items are each split into B groups by a
-// seeded permutation (group p holds the users whose rank in the permutation falls in
+// seeded permutation (group p holds the users whose position in the permutation falls in
 // [p N / B, (p + 1) N / B)). Block (p, q) holds the ratings of user group p on item group q,
-// grouped by user in rank order; each user's ratings keep their input order. An epoch runs B
-// sub-epochs; sub-epoch s runs the blocks (p, (p + shift_s) mod B), which share no row of U or V.
+// grouped by user in increasing user index into "rows"; each user's ratings keep their input order. An epoch
+// runs B sub-epochs; sub-epoch s runs the blocks (p, (p + shift_s) mod B), which share no row of
+// U or V. Inside a block, SGD works on `sgd_lanes` rows at a time (see visit_in_lane_order).
 #pragma once
 
 #include <algorithm>
@@ -19,27 +20,63 @@ namespace latentmf {
 
 constexpr int max_blocks = 1024;
 
+// Rows of a block that SGD interleaves. Consecutive updates then belong to different users, so
+// the processor overlaps them instead of waiting for one update to finish before the next
+// (each depends on the previous one of its own row).
+constexpr int sgd_lanes = 4;
+
+// Calls visit(k) for the ratings of a block, in the order the SGD kernel updates them. The rows
+// are [row_begin[r], row_begin[r + 1]) for r in [first_row, last_row). Each of the sgd_lanes lanes
+// holds one row; in every round each open lane in turn takes the next rating of its row, and a
+// lane whose row is finished opens the block's next unopened row (used from the next round on).
+template <class Visit>
+void visit_in_lane_order(const std::int64_t* row_begin, std::int64_t first_row, std::int64_t last_row,
+                         Visit&& visit) {
+  std::int64_t next[sgd_lanes] = {}, end[sgd_lanes] = {};
+  bool open[sgd_lanes] = {};
+  std::int64_t unopened = first_row;
+  auto open_row = [&](int lane) {
+    open[lane] = unopened < last_row;
+    if (open[lane]) {
+      next[lane] = row_begin[unopened];
+      end[lane] = row_begin[unopened + 1];
+      ++unopened;
+    }
+  };
+  for (int lane = 0; lane < sgd_lanes; ++lane) open_row(lane);
+  for (bool any_open = true; any_open;) {
+    any_open = false;
+    for (int lane = 0; lane < sgd_lanes; ++lane) {
+      if (!open[lane]) continue;
+      any_open = true;
+      visit(next[lane]++);
+      if (next[lane] == end[lane]) open_row(lane);
+    }
+  }
+}
+
 // Seed streams: one for the user permutation, one for the items, one per epoch after those.
 constexpr std::uint64_t user_stream = 0, item_stream = 1, first_epoch_stream = 2;
 
-// The group of each of n objects under a seeded permutation, and each object's rank in it.
+// The group of each of n objects: group p holds the objects whose position in a seeded permutation
+// falls in [p n / B, (p + 1) n / B), so groups differ in size by one at most. `member` numbers
+// each group's objects in increasing index order.
 struct Grouping {
   std::vector<std::int32_t> group;
-  std::vector<std::int32_t> rank;
-  std::vector<std::int64_t> group_begin;  // ranks of group p are [group_begin[p], group_begin[p+1])
+  std::vector<std::int32_t> member;
+  std::vector<std::int64_t> size;
 
   Grouping(std::int64_t n, int blocks, std::uint64_t seed)
       : group(allocate<std::int32_t>(n, "group assignments")),
-        rank(allocate<std::int32_t>(n, "group ranks")),
-        group_begin(static_cast<std::size_t>(blocks) + 1) {
+        member(allocate<std::int32_t>(n, "group members")),
+        size(static_cast<std::size_t>(blocks), 0) {
     const auto perm = random_permutation<std::int32_t>(n, seed);
-    for (int p = 0; p <= blocks; ++p) group_begin[p] = n * p / blocks;
     int p = 0;
-    for (std::int64_t r = 0; r < n; ++r) {
-      while (r >= group_begin[p + 1]) ++p;
-      group[perm[r]] = p;
-      rank[perm[r]] = static_cast<std::int32_t>(r);
+    for (std::int64_t position = 0; position < n; ++position) {
+      while (position >= n * (p + 1) / blocks) ++p;
+      group[perm[position]] = p;
     }
+    for (std::int64_t i = 0; i < n; ++i) member[i] = static_cast<std::int32_t>(size[group[i]]++);
   }
 };
 
@@ -51,7 +88,7 @@ inline void check_grid_arguments(std::int64_t size, int blocks) {
 }
 
 // The grid's visiting order without the copies: ratings (as input positions) sorted by block,
-// and inside each block by user rank, stably. block_begin has B * B + 1 offsets.
+// and inside each block by user index, stably. block_begin has B * B + 1 offsets.
 struct BlockOrder {
   Grouping users;
   Grouping items;
@@ -72,31 +109,39 @@ struct BlockOrder {
     for (std::int64_t b = 0; b < std::int64_t(B) * B; ++b) block_begin[b + 1] += block_begin[b];
     std::vector<std::int64_t> next(block_begin.begin(), block_begin.end() - 1);
     for (std::int64_t k = 0; k < r.size; ++k) order[next[block_of(k)]++] = static_cast<std::uint32_t>(k);
-    sort_blocks_by_user_rank(r, threads);
+    sort_blocks_by_user(r, threads);
   }
 
-  int blocks() const { return static_cast<int>(users.group_begin.size()) - 1; }
+  int blocks() const { return static_cast<int>(users.size.size()); }
   std::int64_t block_id(int p, int q) const { return std::int64_t(p) * blocks() + q; }
 
- private:
-  // Stable counting sort of each block's segment by the user's rank within its group.
+  // The positions in `order` where block b's rows (runs of one user) begin, then the block's end.
   template <class Index, class Value>
-  void sort_blocks_by_user_rank(const Coo<Index, Value>& r, int threads) {
+  std::vector<std::int64_t> row_begins(const Coo<Index, Value>& r, std::int64_t b) const {
+    std::vector<std::int64_t> begins;
+    for (std::int64_t i = block_begin[b]; i < block_begin[b + 1]; ++i)
+      if (i == block_begin[b] || r.users[order[i]] != r.users[order[i - 1]]) begins.push_back(i);
+    begins.push_back(block_begin[b + 1]);
+    return begins;
+  }
+
+ private:
+  // Stable counting sort of each block's segment by user index. Rows then come in increasing
+  // user order, so that SGD walks U forwards, which caches and prefetchers handle best.
+  template <class Index, class Value>
+  void sort_blocks_by_user(const Coo<Index, Value>& r, int threads) {
     const int B = blocks();
     parallel_for(std::int64_t(B) * B, threads, [&](std::int64_t b) {
-      const int p = static_cast<int>(b / B);
-      const std::int64_t first_rank = users.group_begin[p];
-      const std::int64_t ranks = users.group_begin[p + 1] - first_rank;
       const std::int64_t begin = block_begin[b], end = block_begin[b + 1];
       if (end - begin < 2) return;
-      std::vector<std::int64_t> slot(static_cast<std::size_t>(ranks) + 1, 0);
-      auto local_rank = [&](std::uint32_t k) { return users.rank[r.users[k]] - first_rank; };
-      for (std::int64_t i = begin; i < end; ++i) ++slot[local_rank(order[i]) + 1];
-      for (std::int64_t i = 0; i < ranks; ++i) slot[i + 1] += slot[i];
+      std::vector<std::int64_t> slot(static_cast<std::size_t>(users.size[b / B]) + 1, 0);
+      auto member = [&](std::uint32_t k) { return users.member[r.users[k]]; };
+      for (std::int64_t i = begin; i < end; ++i) ++slot[member(order[i]) + 1];
+      for (std::size_t i = 1; i < slot.size(); ++i) slot[i] += slot[i - 1];
       std::vector<std::uint32_t> sorted(static_cast<std::size_t>(end - begin));
-      for (std::int64_t i = begin; i < end; ++i) sorted[slot[local_rank(order[i])]++] = order[i];
+      for (std::int64_t i = begin; i < end; ++i) sorted[slot[member(order[i])]++] = order[i];
       std::copy(sorted.begin(), sorted.end(), order.begin() + begin);
-    }, 1);
+    });
   }
 };
 
@@ -118,10 +163,10 @@ class BlockGrid {
     check_ratings(r, threads);
     check_index_range(r.n_users, r.n_items);
     BlockOrder block_order(r, blocks, seed, threads);
+    block_begin_ = block_order.block_begin;
+    copy_in_block_order(r, block_order, threads);
     user_group_ = std::move(block_order.users.group);
     item_group_ = std::move(block_order.items.group);
-    block_begin_ = block_order.block_begin;
-    copy_in_block_order(r, block_order.order, threads);
     user_count_ = allocate<std::int64_t>(n_users_, "rating counts");
     item_count_ = allocate<std::int64_t>(n_items_, "rating counts");
     for (std::int64_t k = 0; k < size_; ++k) {
@@ -156,34 +201,28 @@ class BlockGrid {
 
  private:
   template <class Index, class Value>
-  void copy_in_block_order(const Coo<Index, Value>& r, const std::vector<std::uint32_t>& order,
-                           int threads) {
+  void copy_in_block_order(const Coo<Index, Value>& r, const BlockOrder& order, int threads) {
     const std::int64_t n_blocks = std::int64_t(blocks_) * blocks_;
+    std::vector<std::vector<std::int64_t>> rows(static_cast<std::size_t>(n_blocks));
+    parallel_for(n_blocks, threads, [&](std::int64_t b) { rows[b] = order.row_begins(r, b); });
     block_rows_.assign(static_cast<std::size_t>(n_blocks) + 1, 0);
-    for (std::int64_t b = 0; b < n_blocks; ++b) {
-      std::int64_t rows = 0;
-      for (std::int64_t i = block_begin_[b]; i < block_begin_[b + 1]; ++i)
-        rows += i == block_begin_[b] || r.users[order[i]] != r.users[order[i - 1]];
-      block_rows_[b + 1] = block_rows_[b] + rows;
-    }
+    for (std::int64_t b = 0; b < n_blocks; ++b)
+      block_rows_[b + 1] = block_rows_[b] + std::int64_t(rows[b].size()) - 1;
     row_user_ = allocate<std::int32_t>(block_rows_.back(), "grid rows");
     row_begin_ = allocate<std::int64_t>(block_rows_.back() + 1, "grid rows");
     items_ = allocate<std::int32_t>(size_, "the ratings in block order");
     values_ = allocate<Scalar>(size_, "the ratings in block order");
     row_begin_.back() = size_;
     parallel_for(n_blocks, threads, [&](std::int64_t b) {
-      std::int64_t row = block_rows_[b];
-      for (std::int64_t i = block_begin_[b]; i < block_begin_[b + 1]; ++i) {
-        const std::uint32_t k = order[i];
-        if (i == block_begin_[b] || r.users[k] != r.users[order[i - 1]]) {
-          row_user_[row] = static_cast<std::int32_t>(r.users[k]);
-          row_begin_[row] = i;
-          ++row;
-        }
-        items_[i] = static_cast<std::int32_t>(r.items[k]);
-        values_[i] = static_cast<Scalar>(r.values[k]);
+      for (std::size_t i = 0; i + 1 < rows[b].size(); ++i) {
+        row_begin_[block_rows_[b] + i] = rows[b][i];
+        row_user_[block_rows_[b] + i] = static_cast<std::int32_t>(r.users[order.order[rows[b][i]]]);
       }
-    }, 1);
+      for (std::int64_t i = order.block_begin[b]; i < order.block_begin[b + 1]; ++i) {
+        items_[i] = static_cast<std::int32_t>(r.items[order.order[i]]);
+        values_[i] = static_cast<Scalar>(r.values[order.order[i]]);
+      }
+    });
   }
 
   int blocks_;
@@ -196,5 +235,27 @@ class BlockGrid {
   std::vector<std::int32_t> items_;
   std::vector<Scalar> values_;
 };
+
+// The input positions of the ratings in the order one epoch of the grid visits them: sub-epoch
+// by sub-epoch, blocks p = 0, 1, ... within each, and inside a block the lane order of
+// visit_in_lane_order. Running them one at a time in this order gives the parallel epoch's result.
+template <class Index, class Value>
+std::vector<std::int64_t> grid_visiting_order(const Coo<Index, Value>& r, int blocks, std::uint64_t seed,
+                                              std::int64_t epoch, int threads) {
+  check_grid_arguments(r.size, blocks);
+  check_ratings(r, threads);
+  check_index_range(r.n_users, r.n_items);
+  const auto shifts = sub_epoch_shifts(blocks, seed, epoch);
+  const BlockOrder block_order(r, blocks, seed, threads);
+  auto visiting = allocate<std::int64_t>(r.size, "the visiting order");
+  std::int64_t next = 0;
+  for (int shift : shifts)
+    for (int p = 0; p < blocks; ++p) {
+      const auto rows = block_order.row_begins(r, block_order.block_id(p, (p + shift) % blocks));
+      visit_in_lane_order(rows.data(), 0, std::int64_t(rows.size()) - 1,
+                          [&](std::int64_t i) { visiting[next++] = block_order.order[i]; });
+    }
+  return visiting;
+}
 
 }  // namespace latentmf

@@ -59,7 +59,7 @@ void gradients_dense(const DenseRatings<Scalar>& d, const Factors<Scalar>& f, Sc
   Map E(E_storage.data(), N, M);
   Eigen::Matrix<Scalar, Eigen::Dynamic, 1> row_count(N), column_count(M);
 
-  const FixedChunks user_chunks(N, 16, 4096), item_chunks(M, 16, 4096);
+  const Chunks user_chunks = even_chunks(N, 16, 4096), item_chunks = even_chunks(M, 16, 4096);
   parallel_for(user_chunks.count(), threads, [&](std::int64_t c) {
     const auto begin = user_chunks.begin(c), rows = user_chunks.end(c) - begin;
     E.middleRows(begin, rows).noalias() = U.middleRows(begin, rows) * V.transpose();
@@ -73,7 +73,7 @@ void gradients_dense(const DenseRatings<Scalar>& d, const Factors<Scalar>& f, Sc
       }
       row_count[n] = Scalar(count);
     }
-  }, 1);
+  });
   parallel_for(item_chunks.count(), threads, [&](std::int64_t c) {
     const auto begin = item_chunks.begin(c), cols = item_chunks.end(c) - begin;
     for (std::int64_t m = begin; m < begin + cols; ++m) {
@@ -84,13 +84,13 @@ void gradients_dense(const DenseRatings<Scalar>& d, const Factors<Scalar>& f, Sc
     gV.middleRows(begin, cols).noalias() = E.middleCols(begin, cols).transpose() * U;
     gV.middleRows(begin, cols) +=
         regularization * (column_count.segment(begin, cols).asDiagonal() * V.middleRows(begin, cols));
-  }, 1);
+  });
   parallel_for(user_chunks.count(), threads, [&](std::int64_t c) {
     const auto begin = user_chunks.begin(c), rows = user_chunks.end(c) - begin;
     gU.middleRows(begin, rows).noalias() = E.middleRows(begin, rows) * V;
     gU.middleRows(begin, rows) +=
         regularization * (row_count.segment(begin, rows).asDiagonal() * U.middleRows(begin, rows));
-  }, 1);
+  });
 }
 
 }  // namespace latentmf

@@ -1,5 +1,6 @@
-// Views of the model parameters the routines read and update: U (n_users x F) and V
-// (n_items x F), row-major and contiguous, and the optional biases of DESIGN.md.
+// Views of the model parameters the routines read and update, U (n_users x F) and V
+// (n_items x F) row-major and contiguous, the optional biases of DESIGN.md, and the small
+// structs the kernels take and return.
 #pragma once
 
 #include <cstdint>
@@ -44,20 +45,31 @@ struct Objective {
     penalty += other.penalty;
     return *this;
   }
-  double loss(double regularization) const { return 0.5 * (squared_errors + regularization * penalty); }
 };
 
 template <class Scalar>
-inline Scalar dot(const Scalar* a, const Scalar* b, std::int64_t n) {
-  Scalar sum = 0;
-#pragma omp simd reduction(+ : sum)
-  for (std::int64_t f = 0; f < n; ++f) sum += a[f] * b[f];
-  return sum;
-}
+struct SgdStep {
+  Scalar learning_rate;
+  Scalar regularization;
+};
 
+// The per-row accumulators of AdaGrad SGD (null when the step is fixed): G_n for each user and
+// G_m for each item, each the running mean square of that row's gradients (starting at 1).
 template <class Scalar>
-inline Scalar squared_norm(const Scalar* a, std::int64_t n) {
-  return dot(a, a, n);
-}
+struct Accumulators {
+  Scalar* user = nullptr;
+  Scalar* item = nullptr;
+
+  bool enabled() const { return user != nullptr; }
+};
+
+// Outputs of the batch gradients; a null pointer skips that output. Row-major like U and V.
+template <class Scalar>
+struct Gradients {
+  Scalar* U = nullptr;
+  Scalar* V = nullptr;
+  Scalar* user_bias = nullptr;
+  Scalar* item_bias = nullptr;
+};
 
 }  // namespace latentmf

@@ -1,4 +1,4 @@
-// Thread-count handling and a reduction whose result does not depend on the thread count.
+// Thread counts, and parallel loops whose results do not depend on the thread count.
 #pragma once
 
 #include <algorithm>
@@ -27,44 +27,65 @@ inline int resolve_threads(int requested) {
   return requested == 0 ? available_threads() : requested;
 }
 
-// Splits [0, n) into chunks whose boundaries depend on n only, so that per-chunk partial sums
-// added in chunk order give the same bits for any thread count.
-struct FixedChunks {
-  std::int64_t n;
-  std::int64_t size;
+// A split of [0, n) into consecutive chunks. The boundaries depend on the data only, so that
+// partial results combined in chunk order give the same bits for any thread count.
+struct Chunks {
+  std::vector<std::int64_t> bounds;  // chunk c is [bounds[c], bounds[c + 1])
 
-  explicit FixedChunks(std::int64_t n_, std::int64_t min_size = 1024, std::int64_t max_chunks = 1024)
-      : n(n_), size(std::max<std::int64_t>(min_size, (n_ + max_chunks - 1) / max_chunks)) {}
-  std::int64_t count() const { return n == 0 ? 0 : (n + size - 1) / size; }
-  std::int64_t begin(std::int64_t chunk) const { return chunk * size; }
-  std::int64_t end(std::int64_t chunk) const { return std::min(n, (chunk + 1) * size); }
+  std::int64_t count() const { return std::int64_t(bounds.size()) - 1; }
+  std::int64_t begin(std::int64_t c) const { return bounds[c]; }
+  std::int64_t end(std::int64_t c) const { return bounds[c + 1]; }
 };
 
-// Sums partial(begin, end) over the fixed chunks of [0, n), in parallel, deterministically.
-// Sum is double or any type with += (a few doubles, say).
-template <class Sum = double, class Partial>
-Sum deterministic_sum(std::int64_t n, int threads, Partial&& partial) {
-  const FixedChunks chunks(n);
-  std::vector<Sum> sums(static_cast<std::size_t>(chunks.count()), Sum{});
-#ifdef _OPENMP
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-#endif
-  for (std::int64_t c = 0; c < chunks.count(); ++c) sums[c] = partial(chunks.begin(c), chunks.end(c));
-  (void)threads;
-  Sum total{};
-  for (const Sum& s : sums) total += s;
-  return total;
+// Equal chunks of at least min_size elements, at most max_chunks of them.
+inline Chunks even_chunks(std::int64_t n, std::int64_t min_size = 1024, std::int64_t max_chunks = 1024) {
+  const std::int64_t size = std::max<std::int64_t>({1, min_size, (n + max_chunks - 1) / max_chunks});
+  Chunks chunks;
+  for (std::int64_t b = 0; b < n; b += size) chunks.bounds.push_back(b);
+  chunks.bounds.push_back(n);
+  return chunks;
 }
 
-// Runs body(i) for i in [0, n) on `threads` threads; body must not throw.
+// Chunks of rows holding about equal work, for rows r whose items are [offsets[r], offsets[r + 1]):
+// the work of a row is its items plus one, so that long rows and many empty rows both count.
+inline Chunks balanced_chunks(const std::vector<std::int64_t>& offsets, std::int64_t max_chunks = 512) {
+  const std::int64_t rows = std::int64_t(offsets.size()) - 1;
+  const double total = double(offsets.back() + rows);
+  const double per_chunk = std::max(total / double(max_chunks), 2048.0);
+  Chunks chunks;
+  chunks.bounds.push_back(0);
+  double next = per_chunk;
+  for (std::int64_t r = 1; r < rows; ++r) {
+    if (double(offsets[r] + r) >= next) {
+      chunks.bounds.push_back(r);
+      next = double(offsets[r] + r) + per_chunk;
+    }
+  }
+  chunks.bounds.push_back(rows);
+  return chunks;
+}
+
+// Runs body(i) for i in [0, n) on `threads` threads, `grain` consecutive indices at a time.
+// body must not throw.
 template <class Body>
-void parallel_for(std::int64_t n, int threads, Body&& body, std::int64_t grain = 64) {
+void parallel_for(std::int64_t n, int threads, Body&& body, std::int64_t grain = 1) {
 #ifdef _OPENMP
 #pragma omp parallel for schedule(dynamic, grain) num_threads(threads)
 #endif
   for (std::int64_t i = 0; i < n; ++i) body(i);
   (void)threads;
   (void)grain;
+}
+
+// The sum over chunks of partial(begin, end), computed in parallel and added in chunk order.
+// Sum is double or any type with += (a few doubles, say).
+template <class Sum = double, class Partial>
+Sum deterministic_sum(const Chunks& chunks, int threads, Partial&& partial) {
+  std::vector<Sum> sums(static_cast<std::size_t>(std::max<std::int64_t>(chunks.count(), 0)), Sum{});
+  parallel_for(chunks.count(), threads, [&](std::int64_t c) { sums[c] = partial(chunks.begin(c), chunks.end(c)); });
+  Sum total{};
+  for (const Sum& s : sums) total += s;
+  return total;
 }
 
 }  // namespace latentmf

@@ -38,7 +38,7 @@ template <class Index, class Value>
 void check_ratings(const Coo<Index, Value>& r, int threads) {
   require(r.n_users >= 1, "n_users must be >= 1, got ", r.n_users);
   require(r.n_items >= 1, "n_items must be >= 1, got ", r.n_items);
-  const FixedChunks chunks(r.size, 1 << 16);
+  const Chunks chunks = even_chunks(r.size, 1 << 16);
   std::int64_t first = r.size;
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) reduction(min : first) num_threads(threads)

@@ -1,0 +1,16 @@
+// The instruction-set level the kernel headers are compiled for. Each level's kernels live in
+// the namespace latentmf::LATENTMF_ISA, so that the copies built for different levels (see
+// cpp/dispatch/kernels.cpp) have names of their own and the linker never mixes them up.
+#pragma once
+
+#ifndef LATENTMF_ISA
+#define LATENTMF_ISA generic
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define LATENTMF_RESTRICT __restrict__
+#define LATENTMF_PREFETCH(address) __builtin_prefetch(address)
+#else
+#define LATENTMF_RESTRICT __restrict
+#define LATENTMF_PREFETCH(address) ((void)(address))
+#endif

@@ -1,0 +1,153 @@
+// Row arithmetic for the kernels. With F known at compile time (16, 32, 64 or 128) a row is
+// handled as a few SIMD vectors of the level's width (GCC and Clang vector extensions), so that
+// dot products end in a short tree of vector additions; any other F, or another compiler, runs
+// plain loops.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+#include "isa.hpp"
+
+#ifndef LATENTMF_VECTOR_BYTES
+#define LATENTMF_VECTOR_BYTES 16
+#endif
+
+namespace latentmf {
+namespace LATENTMF_ISA {
+
+// F as a compile-time constant when FixedF > 0 (loops then unroll without remainders), else n.
+template <int FixedF>
+constexpr std::int64_t width(std::int64_t n) {
+  return FixedF > 0 ? FixedF : n;
+}
+
+// Calls visit(std::integral_constant<int, F>) for the widths compiled as constants, and
+// visit(std::integral_constant<int, 0>) for every other F.
+template <class Visit>
+decltype(auto) with_width(std::int64_t F, Visit&& visit) {
+  switch (F) {
+    case 16: return visit(std::integral_constant<int, 16>{});
+    case 32: return visit(std::integral_constant<int, 32>{});
+    case 64: return visit(std::integral_constant<int, 64>{});
+    case 128: return visit(std::integral_constant<int, 128>{});
+    default: return visit(std::integral_constant<int, 0>{});
+  }
+}
+
+#if defined(__GNUC__) || defined(__clang__)
+#define LATENTMF_HAVE_VECTORS 1
+
+// A vector of Bytes / sizeof(Scalar) elements that may be loaded from any Scalar address.
+template <class Scalar, int Bytes>
+struct VectorOf;
+#define LATENTMF_VECTOR_TYPE(Scalar, Bytes) \
+  template <>                               \
+  struct VectorOf<Scalar, Bytes> {          \
+    typedef Scalar type __attribute__((vector_size(Bytes), aligned(sizeof(Scalar)), may_alias)); \
+  };
+LATENTMF_VECTOR_TYPE(float, 8)
+LATENTMF_VECTOR_TYPE(float, 16)
+LATENTMF_VECTOR_TYPE(float, 32)
+LATENTMF_VECTOR_TYPE(float, 64)
+LATENTMF_VECTOR_TYPE(double, 16)
+LATENTMF_VECTOR_TYPE(double, 32)
+LATENTMF_VECTOR_TYPE(double, 64)
+#undef LATENTMF_VECTOR_TYPE
+
+template <class Scalar>
+using Vector = typename VectorOf<Scalar, LATENTMF_VECTOR_BYTES>::type;
+
+template <class Scalar>
+constexpr int vector_width = LATENTMF_VECTOR_BYTES / int(sizeof(Scalar));
+
+// Whether rows of FixedF elements are handled as whole vectors.
+template <int FixedF, class Scalar>
+constexpr bool vectorised = FixedF > 0 && FixedF % vector_width<Scalar> == 0;
+
+template <class Scalar>
+inline Vector<Scalar> load(const Scalar* p) {
+  return *reinterpret_cast<const Vector<Scalar>*>(p);
+}
+
+template <class Scalar>
+inline void store(Scalar* p, Vector<Scalar> v) {
+  *reinterpret_cast<Vector<Scalar>*>(p) = v;
+}
+
+// The sum of a vector's elements: halves added until two or four elements remain.
+template <class Scalar, int Bytes>
+inline Scalar horizontal_sum(typename VectorOf<Scalar, Bytes>::type v) {
+  if constexpr (Bytes == 16 && sizeof(Scalar) == 8) {
+    return v[0] + v[1];
+  } else if constexpr (Bytes == 8) {
+    return v[0] + v[1];
+  } else {
+    typename VectorOf<Scalar, Bytes / 2>::type low, high;
+    std::memcpy(&low, &v, Bytes / 2);
+    std::memcpy(&high, reinterpret_cast<const char*>(&v) + Bytes / 2, Bytes / 2);
+    return horizontal_sum<Scalar, Bytes / 2>(low + high);
+  }
+}
+
+template <class Scalar>
+inline Scalar horizontal_sum(Vector<Scalar> v) {
+  return horizontal_sum<Scalar, LATENTMF_VECTOR_BYTES>(v);
+}
+
+// sum_i a[i] * b[i] over K vectors, in two interleaved accumulators (half the dependent chain).
+template <int K, class Scalar>
+inline Scalar dot_vectors(const Vector<Scalar>* a, const Vector<Scalar>* b) {
+  Vector<Scalar> even = a[0] * b[0];
+  if constexpr (K == 1) {
+    return horizontal_sum<Scalar>(even);
+  } else {
+    Vector<Scalar> odd = a[1] * b[1];
+    for (int i = 2; i < K; i += 2) {
+      even += a[i] * b[i];
+      if (i + 1 < K) odd += a[i + 1] * b[i + 1];
+    }
+    return horizontal_sum<Scalar>(even + odd);
+  }
+}
+#else
+template <int FixedF, class Scalar>
+constexpr bool vectorised = false;
+#endif
+
+template <int FixedF, class Scalar>
+inline Scalar dot(const Scalar* a, const Scalar* b, std::int64_t n) {
+#ifdef LATENTMF_HAVE_VECTORS
+  if constexpr (vectorised<FixedF, Scalar>) {
+    constexpr int K = FixedF / vector_width<Scalar>;
+    Vector<Scalar> x[K], y[K];
+    for (int i = 0; i < K; ++i) {
+      x[i] = load(a + i * vector_width<Scalar>);
+      y[i] = load(b + i * vector_width<Scalar>);
+    }
+    return dot_vectors<K, Scalar>(x, y);
+  }
+#endif
+  const std::int64_t F = width<FixedF>(n);
+  Scalar sum = 0;
+#pragma omp simd reduction(+ : sum)
+  for (std::int64_t f = 0; f < F; ++f) sum += a[f] * b[f];
+  return sum;
+}
+
+template <int FixedF, class Scalar>
+inline Scalar squared_norm(const Scalar* a, std::int64_t n) {
+  return dot<FixedF>(a, a, n);
+}
+
+// Asks for a row of n scalars to be brought into cache ahead of its use.
+template <class Scalar>
+inline void prefetch_row(const Scalar* row, std::int64_t n) {
+  const char* bytes = reinterpret_cast<const char*>(row);
+  for (std::int64_t offset = 0; offset < n * std::int64_t(sizeof(Scalar)); offset += 64)
+    LATENTMF_PREFETCH(bytes + offset);
+}
+
+}  // namespace LATENTMF_ISA
+}  // namespace latentmf
