@@ -120,14 +120,16 @@ class TestFunctions:
              ValueError, "global_mean"),
             (lambda: latentmf.sgd_epoch(ratings, U, V, 0.1, biases=(3.0, np.zeros(10, np.float32), np.zeros(8))),
              TypeError, "user_bias must have dtype float64"),
-            (lambda: latentmf.sgd_epoch(ratings, U, V, 0.1, adagrad=(np.ones(10), np.zeros(8))), ValueError,
-             r"item_accumulators\[0\] = 0.000000 must be a finite number > 0"),
-            (lambda: latentmf.sgd_epoch(ratings, U, V, 0.1, adagrad=(np.full(10, np.nan), np.ones(8))), ValueError,
-             r"user_accumulators\[0\] = nan"),
-            (lambda: latentmf.sgd_epoch(ratings, U, V, 0.1, adagrad=(np.ones(10), None)), ValueError,
+            (lambda: latentmf.sgd_epoch(ratings, U, V, 0.1, adagrad=(np.ones((10, 2)), np.zeros((8, 2)))),
+             ValueError, r"item_accumulators\[0, 0\] = 0.000000 must be a finite number > 0"),
+            (lambda: latentmf.sgd_epoch(ratings, U, V, 0.1, adagrad=(np.full((10, 2), np.nan), np.ones((8, 2)))),
+             ValueError, r"user_accumulators\[0, 0\] = nan"),
+            (lambda: latentmf.sgd_epoch(ratings, U, V, 0.1, adagrad=(np.ones((10, 2)), None)), ValueError,
              "user_accumulators and item_accumulators must be given together"),
-            (lambda: latentmf.sgd_epoch(ratings, U, V, 0.1, adagrad=(np.ones(9), np.ones(8))), ValueError,
-             "user_accumulators has length 9"),
+            (lambda: latentmf.sgd_epoch(ratings, U, V, 0.1, adagrad=(np.ones((9, 2)), np.ones((8, 2)))), ValueError,
+             r"user_accumulators must have shape \(10, 2\), got \(9, 2\)"),
+            (lambda: latentmf.sgd_epoch(ratings, U, V, 0.1, adagrad=(np.ones(10), np.ones((8, 2)))), ValueError,
+             "user_accumulators must be 2-dimensional"),
             (lambda: latentmf.sgd_epoch(ratings, U, V, 0.1, adagrad=np.ones(10)), TypeError,
              "adagrad must be None or a"),
         ]
@@ -146,7 +148,7 @@ class TestFunctions:
         with pytest.raises(ValueError, match="user_bias and item_bias must not share memory"):
             latentmf.sgd_epoch(ratings, U, V, 0.1, biases=(3.0, flat[:8], flat[4:12]))
         with pytest.raises(ValueError, match="V and item_accumulators must not share memory"):
-            latentmf.sgd_epoch(ratings, U, V, 0.1, adagrad=(np.ones(8), V.reshape(-1)[:8]))
+            latentmf.sgd_epoch(ratings, U, V, 0.1, adagrad=(np.ones((8, 2)), V.reshape(-1)[:16].reshape(8, 2)))
 
     def test_dense_gradients_reject_bad_input(self, rng):
         U, V = random_factors(rng, 4, 3, 2)

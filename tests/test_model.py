@@ -47,7 +47,7 @@ def test_seed_and_blocks_change_the_result(rng):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_gradient_descent_with_a_small_step_decreases_the_loss_monotonically(rng, dtype):
     ratings = random_ratings(rng, 60, 40, 800)
-    model = _fit(ratings, solver="gd", epochs=40, dtype=dtype, regularization=0.05)
+    model = _fit(ratings, solver="gd", epochs=40, dtype=dtype, regularization=0.05, init_std=0.1)
     losses = np.array(model.history_["loss"])
     assert np.all(np.diff(losses) < 0), losses
     assert losses[-1] < 0.5 * losses[0]
@@ -57,16 +57,18 @@ def test_gradient_descent_step_matches_the_reference(rng):
     ratings = random_ratings(rng, 30, 20, 200)
     model = _fit(ratings, solver="gd", epochs=0, dtype="float64", biases=False)
     U, V = model.U.copy(), model.V.copy()
-    dU, dV = reference.gradients(ratings, U, V, 0.1)
-    model2 = _fit(ratings, solver="gd", epochs=1, dtype="float64", biases=False, learning_rate=0.01)
+    dU, dV = reference.gradients(ratings, U, V, 0.2)
+    model2 = _fit(ratings, solver="gd", epochs=1, dtype="float64", biases=False, learning_rate=0.01,
+                  regularization=0.2)
     np.testing.assert_allclose(model2.U, U - 0.01 * dU, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(model2.V, V - 0.01 * dV, rtol=1e-12, atol=1e-12)
 
 
 def test_sgd_reaches_a_low_training_rmse_on_noiseless_low_rank_data(rng):
     ratings = low_rank_ratings(rng, 80, 60, rank=3, density=0.5)
-    model = latentmf.MatrixFactorization(factors=3, epochs=150, learning_rate=0.03, regularization=0.0,
-                                         biases=False, init_std=0.3, dtype="float64").fit(ratings)
+    model = latentmf.MatrixFactorization(factors=3, solver="sgd", epochs=150, learning_rate=0.03,
+                                         regularization=0.0, biases=False, init_std=0.3, init_mean=0.0,
+                                         dtype="float64").fit(ratings)
     assert model.history_["train_rmse"][-1] < 0.02
     assert model.history_["train_rmse"][-1] < 0.01 * model.history_["train_rmse"][0] * 100
 
@@ -92,8 +94,8 @@ def test_history_records_every_epoch(rng):
     expected_rmse = np.sqrt(np.mean((model.predict(test.users, test.items) - test.values) ** 2))
     assert history["validation_rmse"][-1] == pytest.approx(expected_rmse, rel=1e-6)
     biases = (model.global_mean_, model.user_bias_, model.item_bias_)
-    assert history["loss"][-1] == pytest.approx(reference.loss(train, model.U, model.V, 0.1, biases=biases),
-                                                rel=1e-5)
+    assert history["loss"][-1] == pytest.approx(
+        reference.loss(train, model.U, model.V, model.regularization, biases=biases), rel=1e-5)
     train_rmse = np.sqrt(np.mean((model.predict(train.users, train.items) - train.values) ** 2))
     assert history["train_rmse"][-1] == pytest.approx(train_rmse, rel=1e-5)
     assert np.isnan(_fit(train).history_["validation_rmse"]).all()
@@ -119,6 +121,11 @@ def test_initial_factors_are_the_documented_normal_draws(rng):
     draws = np.random.default_rng(9)
     np.testing.assert_array_equal(model.U, 0.25 * draws.standard_normal((30, 8)))
     np.testing.assert_array_equal(model.V, 0.25 * draws.standard_normal((20, 8)))
+    # without biases the factors start around sqrt(0.1 * mean rating / factors)
+    plain = _fit(ratings, epochs=0, dtype="float64", init_std=0.25, seed=9, biases=False)
+    mean = np.sqrt(0.1 * np.mean(ratings.values) / 8)
+    np.testing.assert_allclose(plain.U, model.U + mean, rtol=1e-15, atol=1e-15)
+    assert _fit(ratings, epochs=0, biases=False, init_mean=-0.5, init_std=0.0).U.max() == np.float32(-0.5)
 
 
 class TestZeroCopy:

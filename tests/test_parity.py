@@ -96,21 +96,37 @@ def test_sgd_epoch_in_given_order(rng, shape, dtype, with_biases):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("with_biases", [False, True])
 @pytest.mark.parametrize("grid", [False, True])
-def test_adagrad_epoch(rng, shape, dtype, with_biases, grid):
+@pytest.mark.parametrize("warm_up", [False, True])
+def test_warm_up_epoch(rng, shape, dtype, with_biases, grid, warm_up):
+    ratings, U, V, biases = _problem(rng, (shape[0], shape[1], shape[2], 40), dtype, with_biases=with_biases)
+    U_native, V_native = U.copy(), V.copy()
+    order = rng.permutation(len(ratings))
+    latentmf.sgd_epoch(ratings, U_native, V_native, 0.05, 0.1, order=order, warm_up=warm_up)
+    reference.sgd_epoch(ratings, U, V, 0.05, 0.1, order=order, warm_up=warm_up)
+    assert_close(U_native, U, dtype)
+    assert_close(V_native, V, dtype)
+
+
+@pytest.mark.parametrize("shape", SHAPES + [(20, 15, 90, 64), (20, 15, 90, 20)])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("with_biases", [False, True])
+@pytest.mark.parametrize("grid", [False, True])
+@pytest.mark.parametrize("warm_up", [False, True])
+def test_adagrad_epoch(rng, shape, dtype, with_biases, grid, warm_up):
     ratings, U, V, biases = _problem(rng, shape, dtype, with_biases=with_biases)
-    accumulators = (rng.uniform(1, 2, len(U)).astype(dtype), rng.uniform(1, 2, len(V)).astype(dtype))
+    accumulators = (rng.uniform(1, 2, (len(U), 2)).astype(dtype), rng.uniform(1, 2, (len(V), 2)).astype(dtype))
     native_biases = None if biases is None else (biases[0], biases[1].copy(), biases[2].copy())
     native_accumulators = (accumulators[0].copy(), accumulators[1].copy())
     U_native, V_native = U.copy(), V.copy()
     if grid:
         latentmf.sgd_epoch(ratings, U_native, V_native, 0.1, 0.05, threads=2, biases=native_biases,
-                           adagrad=native_accumulators, blocks=3, seed=5)
+                           adagrad=native_accumulators, warm_up=warm_up, blocks=3, seed=5)
         order = latentmf.sgd_order(ratings, blocks=3, seed=5)
     else:
         order = rng.permutation(len(ratings))
         latentmf.sgd_epoch(ratings, U_native, V_native, 0.1, 0.05, order=order, biases=native_biases,
-                           adagrad=native_accumulators)
-    reference.sgd_epoch(ratings, U, V, 0.1, 0.05, order=order, biases=biases, adagrad=accumulators)
+                           adagrad=native_accumulators, warm_up=warm_up)
+    reference.sgd_epoch(ratings, U, V, 0.1, 0.05, order=order, biases=biases, adagrad=accumulators, warm_up=warm_up)
     for got, want in zip((U_native, V_native) + native_accumulators, (U, V) + accumulators):
         assert_close(got, want, dtype)
     if biases is not None:

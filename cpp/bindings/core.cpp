@@ -140,19 +140,28 @@ Biases<Scalar> biases_of(const py::object& user_bias, const py::object& item_bia
   return b;
 }
 
-// The AdaGrad accumulators (both or neither); every entry must be a finite number > 0.
+// The AdaGrad accumulators (both or neither): n_users x 2 and n_items x 2, writeable, every
+// entry a finite number > 0.
 template <class Scalar>
 latentmf::Accumulators<Scalar> accumulators_of(const py::object& user, const py::object& item,
                                                const Factors<Scalar>& f) {
   latentmf::Accumulators<Scalar> a;
-  std::tie(a.user, a.item) = row_vectors(user, item, "user_accumulators", "item_accumulators", f, true);
-  if (!a.enabled()) return a;
-  for (auto [name, data, size] : {std::make_tuple("user_accumulators", a.user, f.n_users),
-                                  std::make_tuple("item_accumulators", a.item, f.n_items)})
-    for (std::int64_t k = 0; k < size; ++k)
-      if (!(std::isfinite(data[k]) && data[k] > 0))
-        throw py::value_error(std::string(name) + "[" + std::to_string(k) + "] = " + std::to_string(data[k]) +
-                              " must be a finite number > 0");
+  if (user.is_none() && item.is_none()) return a;
+  if (user.is_none() || item.is_none())
+    throw py::value_error("user_accumulators and item_accumulators must be given together");
+  for (auto [name, object, rows, target] : {std::make_tuple("user_accumulators", &user, f.n_users, &a.user),
+                                            std::make_tuple("item_accumulators", &item, f.n_items, &a.item)}) {
+    const auto array = py::cast<py::array>(*object);
+    check_array<Scalar>(array, name, 2, true);
+    if (array.shape(0) != rows || array.shape(1) != 2)
+      throw py::value_error(std::string(name) + " must have shape (" + std::to_string(rows) + ", 2), got (" +
+                            std::to_string(array.shape(0)) + ", " + std::to_string(array.shape(1)) + ")");
+    *target = static_cast<Scalar*>(const_cast<void*>(array.data()));
+    for (std::int64_t k = 0; k < 2 * rows; ++k)
+      if (!(std::isfinite((*target)[k]) && (*target)[k] > 0))
+        throw py::value_error(std::string(name) + "[" + std::to_string(k / 2) + ", " + std::to_string(k % 2) +
+                              "] = " + std::to_string((*target)[k]) + " must be a finite number > 0");
+  }
   return a;
 }
 
@@ -298,7 +307,7 @@ py::tuple grid_objective(const BlockGrid<Scalar>& grid, const py::array& U, cons
   return objective_tuple(o);
 }
 
-// (offsets, cols): the cols of row r are cols[offsets[r]:offsets[r + 1]], in input order.
+// (offsets, cols): the cols of row r are cols[offsets[r]:offsets[r + 1]], sorted increasing.
 py::tuple group_by_row(const py::array& rows, const py::array& cols, std::int64_t n_rows, std::int64_t n_cols) {
   return with_index(rows, cols, [&](auto index) -> py::tuple {
     using Index = decltype(index);
@@ -312,6 +321,7 @@ py::tuple group_by_row(const py::array& rows, const py::array& cols, std::int64_
       py::gil_scoped_release release;
       latentmf::check_pairs(r, c, size, n_rows, n_cols);
       grouped = latentmf::compress<float, Index, float>(r, c, nullptr, size, n_rows);
+      latentmf::sort_rows(grouped, latentmf::available_threads());
     }
     return py::make_tuple(to_array(grouped.offsets), to_array(grouped.cols));
   });
@@ -375,13 +385,14 @@ template <class Scalar>
 double sgd_grid(const BlockGrid<Scalar>& grid, const py::array& U, const py::array& V, double learning_rate,
                 double regularization, std::int64_t epoch, const py::object& sub_epoch, double global_mean,
                 const py::object& user_bias, const py::object& item_bias, const py::object& user_accumulators,
-                const py::object& item_accumulators, int threads) {
+                const py::object& item_accumulators, bool warm_up, int threads) {
   const auto f = factors_of<Scalar>(U, V, true);
   const auto b = biases_of<Scalar>(user_bias, item_bias, global_mean, f, true);
   const auto a = accumulators_of<Scalar>(user_accumulators, item_accumulators, f);
   check_disjoint({{"U", U}, {"V", V}, {"user_bias", user_bias}, {"item_bias", item_bias},
                   {"user_accumulators", user_accumulators}, {"item_accumulators", item_accumulators}});
-  const latentmf::SgdStep<Scalar> step{static_cast<Scalar>(learning_rate), static_cast<Scalar>(regularization)};
+  const latentmf::SgdStep<Scalar> step{static_cast<Scalar>(learning_rate), static_cast<Scalar>(regularization),
+                                       warm_up};
   const int t = latentmf::resolve_threads(threads);
   const bool whole_epoch = sub_epoch.is_none();
   const int first = whole_epoch ? 0 : sub_epoch.cast<int>();
@@ -398,7 +409,7 @@ double sgd_ordered(const py::array& users, const py::array& items, const py::arr
                    const py::array& order, const py::array& U, const py::array& V, double learning_rate,
                    double regularization, double global_mean, const py::object& user_bias,
                    const py::object& item_bias, const py::object& user_accumulators,
-                   const py::object& item_accumulators) {
+                   const py::object& item_accumulators, bool warm_up) {
   return with_value(values, [&](auto scalar) {
     using Scalar = decltype(scalar);
     const auto f = factors_of<Scalar>(U, V, true);
@@ -406,7 +417,8 @@ double sgd_ordered(const py::array& users, const py::array& items, const py::arr
     const auto a = accumulators_of<Scalar>(user_accumulators, item_accumulators, f);
     check_disjoint({{"U", U}, {"V", V}, {"user_bias", user_bias}, {"item_bias", item_bias},
                     {"user_accumulators", user_accumulators}, {"item_accumulators", item_accumulators}});
-    const latentmf::SgdStep<Scalar> step{static_cast<Scalar>(learning_rate), static_cast<Scalar>(regularization)};
+    const latentmf::SgdStep<Scalar> step{static_cast<Scalar>(learning_rate), static_cast<Scalar>(regularization),
+                                         warm_up};
     return with_index(users, items, [&](auto index) {
       const auto coo = coo_of<decltype(index), Scalar>(users, items, values, f.n_users, f.n_items);
       const auto* order_data = vector_data<std::int64_t>(order, "order", coo.size);
@@ -435,6 +447,42 @@ py::array predict(const py::array& U, const py::array& V, const py::array& users
       kernels<Scalar>().predict(Index{})(f, b, u, i, size, out_data, t);
       return out;
     });
+  });
+}
+
+// (items, scores), each users.size x k: every user's k best items by predicted rating, best first,
+// leaving out the seen items (seen_offsets / seen_items as group_by_row gives them) when given.
+py::tuple top_items(const py::array& U, const py::array& V, const py::array& users, std::int64_t k,
+                    double global_mean, const py::object& user_bias, const py::object& item_bias,
+                    const py::object& seen_offsets, const py::object& seen_items, int threads) {
+  return with_value(U, [&](auto scalar) -> py::tuple {
+    using Scalar = decltype(scalar);
+    const auto f = factors_of<Scalar>(U, V, false);
+    const auto b = biases_of<Scalar>(user_bias, item_bias, global_mean, f, false);
+    check_array<std::int64_t>(users, "users", 1);
+    if (k < 1) throw py::value_error("k must be >= 1, got " + std::to_string(k));
+    const std::int64_t* offsets = nullptr;
+    const std::int32_t* seen = nullptr;
+    std::int64_t seen_size = 0;
+    if (!seen_offsets.is_none()) {
+      const auto o = py::cast<py::array>(seen_offsets), s = py::cast<py::array>(seen_items);
+      offsets = vector_data<std::int64_t>(o, "seen_offsets", f.n_users + 1);
+      check_array<std::int32_t>(s, "seen_items", 1);
+      seen = static_cast<const std::int32_t*>(s.data());
+      seen_size = s.shape(0);
+    }
+    const std::int64_t count = users.shape(0);
+    py::array_t<std::int64_t> items({count, k});
+    py::array_t<Scalar> scores({count, k});
+    const auto* user_data = static_cast<const std::int64_t*>(users.data());
+    auto* item_data = items.mutable_data();
+    auto* score_data = scores.mutable_data();
+    const int t = latentmf::resolve_threads(threads);
+    {
+      py::gil_scoped_release release;
+      kernels<Scalar>().top_items(f, b, offsets, seen, seen_size, user_data, count, k, item_data, score_data, t);
+    }
+    return py::make_tuple(items, scores);
   });
 }
 
@@ -470,11 +518,11 @@ void bind_model(py::module_& m, const char* name) {
       })
       .def_property_readonly("user_accumulators", [](py::object self) {
         auto& model = self.cast<M&>();
-        return view(model.user_accumulators(), {model.n_users()}, self);
+        return view(model.user_accumulators(), {model.n_users(), 2}, self);
       })
       .def_property_readonly("item_accumulators", [](py::object self) {
         auto& model = self.cast<M&>();
-        return view(model.item_accumulators(), {model.n_items()}, self);
+        return view(model.item_accumulators(), {model.n_items(), 2}, self);
       })
       .def_property(
           "global_mean", [](M& model) { return double(model.global_mean()); },
@@ -519,7 +567,7 @@ void bind_block_grid(py::module_& m, const char* name) {
         "item_bias"_a, "threads"_a);
   m.def("sgd_grid", &sgd_grid<Scalar>, "grid"_a, "U"_a, "V"_a, "learning_rate"_a, "regularization"_a,
         "epoch"_a, "sub_epoch"_a, "global_mean"_a, "user_bias"_a, "item_bias"_a, "user_accumulators"_a,
-        "item_accumulators"_a, "threads"_a);
+        "item_accumulators"_a, "warm_up"_a, "threads"_a);
 }
 
 std::vector<std::string> isa_names(bool supported_only) {
@@ -571,9 +619,11 @@ PYBIND11_MODULE(_core, m) {
   m.def("gradients_dense", &gradients_dense, "R"_a, "U"_a, "V"_a, "mask"_a, "regularization"_a, "threads"_a);
   m.def("sgd_ordered", &sgd_ordered, "users"_a, "items"_a, "values"_a, "order"_a, "U"_a, "V"_a,
         "learning_rate"_a, "regularization"_a, "global_mean"_a, "user_bias"_a, "item_bias"_a,
-        "user_accumulators"_a, "item_accumulators"_a);
+        "user_accumulators"_a, "item_accumulators"_a, "warm_up"_a);
   m.def("predict", &predict, "U"_a, "V"_a, "users"_a, "items"_a, "global_mean"_a, "user_bias"_a, "item_bias"_a,
         "threads"_a);
+  m.def("top_items", &top_items, "U"_a, "V"_a, "users"_a, "k"_a, "global_mean"_a, "user_bias"_a, "item_bias"_a,
+        "seen_offsets"_a, "seen_items"_a, "threads"_a);
   m.def("build_info", &build_info);
   m.def("select_isa", &select_isa, "name"_a);
   m.def("available_threads", &latentmf::available_threads);

@@ -13,6 +13,12 @@
 #include <type_traits>
 #include <vector>
 
+#if defined(__SSE2__) || defined(_M_X64)
+#include <emmintrin.h>
+#elif defined(__ARM_NEON) && defined(__aarch64__)
+#include <arm_neon.h>
+#endif
+
 #include "latentmf/blocks.hpp"
 #include "latentmf/checks.hpp"
 #include "latentmf/compressed.hpp"

@@ -57,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--items", type=int, default=3706, help="number of items (default: %(default)s)")
     demo.add_argument("--ratings", type=int, default=1_000_000, help="number of ratings (default: %(default)s)")
     demo.add_argument("--factors", type=int, default=32, help="latent factors (default: %(default)s)")
-    demo.add_argument("--epochs", type=int, default=30, help="training epochs (default: %(default)s)")
+    demo.add_argument("--epochs", type=int, default=20, help="training epochs (default: %(default)s)")
     demo.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     demo.set_defaults(run=_demo)

@@ -100,12 +100,12 @@ def gradients_dense(R: Any, U: np.ndarray, V: np.ndarray, mask: Any = None, regu
 
 def sgd_epoch(ratings: Any, U: np.ndarray, V: np.ndarray, learning_rate: float, regularization: float = 0.0,
               order: Any = None, threads: int | None = None, *, biases: Any = None, adagrad: Any = None,
-              blocks: int | None = None, seed: int = 0, epoch: int = 0) -> float:
+              warm_up: bool = False, blocks: int | None = None, seed: int = 0, epoch: int = 0) -> float:
     """One SGD epoch, updating U and V (and the bias and accumulator arrays) in place.
 
-    `adagrad`, a (user_accumulators, item_accumulators) pair of arrays (start them at 1), gives
-    each row its own step learning_rate / sqrt(G), G the running mean square of the row's
-    gradients (see `reference.sgd_epoch`); None keeps the step fixed.
+    `adagrad`, a (user_accumulators, item_accumulators) pair of arrays of shapes (n_users, 2) and
+    (n_items, 2) (start them at 1), gives each row its own steps (AdaGrad; see
+    `reference.sgd_epoch`); None keeps the step fixed. With `warm_up` only the first 16 factors move.
 
     With `order` (a permutation of the ratings) the ratings are visited one after the other in
     that order on one thread, exactly as `reference.sgd_epoch` does. Without it the epoch runs
@@ -126,12 +126,12 @@ def sgd_epoch(ratings: Any, U: np.ndarray, V: np.ndarray, learning_rate: float, 
         values = np.ascontiguousarray(data.values, dtype=dtype)
         return _core.sgd_ordered(data.users, data.items, values, order, U, V, learning_rate,
                                  regularization, global_mean, user_bias, item_bias, user_accumulators,
-                                 item_accumulators)
+                                 item_accumulators, bool(warm_up))
     n_blocks = DEFAULT_BLOCKS if blocks is None else as_integer(blocks, "blocks", 1, 1024)
     grid = data._grid(dtype, n_blocks, as_integer(seed, "seed", 0), as_threads(threads))
     return _core.sgd_grid(grid, U, V, learning_rate, regularization, as_integer(epoch, "epoch", 0), None,
                           global_mean, user_bias, item_bias, user_accumulators, item_accumulators,
-                          as_threads(threads))
+                          bool(warm_up), as_threads(threads))
 
 
 def _order_array(order: Any) -> np.ndarray:

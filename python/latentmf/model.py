@@ -17,9 +17,14 @@ from .functions import DEFAULT_BLOCKS
 SOLVERS = ("sgd", "adagrad", "gd")
 DTYPES = ("float32", "float64")
 
-#: Steps when none is given (tuned with the other defaults on MovieLens 100k and the synthetic
-#: MovieLens-shaped sets); GD's depends on the data (see _default_gd_learning_rate).
-DEFAULT_LEARNING_RATE = {"sgd": 0.015, "adagrad": 0.1}
+#: Steps when none is given (AdaGrad's tuned with the other defaults on MovieLens 100k; plain
+#: SGD's is its best on the same data); GD's depends on the data (see _default_gd_learning_rate).
+DEFAULT_LEARNING_RATE = {"sgd": 0.015, "adagrad": 0.05}
+
+#: Without biases the initial factors are positive on average, so that predictions start at this
+#: fraction of the mean rating: from a zero mean, SGD first spends epochs finding the direction
+#: that carries the mean rating.
+INITIAL_PREDICTION_FRACTION = 0.1
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -44,16 +49,17 @@ class MatrixFactorization:
     ----------
     factors : int
         F, the number of latent factors (columns of U and V).
-    solver : {"sgd", "adagrad", "gd"}
+    solver : {"adagrad", "sgd", "gd"}
         "sgd": stochastic gradient descent over the stratified block grid of DESIGN.md, in
         parallel, with results that do not depend on the number of threads. "adagrad": the same
-        with a step per row, learning_rate / sqrt(G), G the running mean square of the row's
-        gradients (converges in fewer epochs, notably without biases). "gd": full-batch
+        with steps per row and group of factors (AdaGrad after LIBMF's schedule, with a first
+        epoch on the leading 16 factors; see `latentmf.sgd_epoch`): fewer epochs, notably
+        without biases. "gd": full-batch
         gradient descent on the masked batch gradients.
     epochs : int
         Passes over the ratings (SGD) or gradient steps (GD).
     learning_rate : float, optional
-        The step eta. Default: 0.015 for SGD, 0.1 for AdaGrad; for GD, 0.5 divided by the largest number of
+        The step eta. Default: 0.05 for AdaGrad, 0.015 for SGD; for GD, 0.5 divided by the largest number of
         ratings of one user or item (plain GD diverges beyond about twice that).
     learning_rate_decay : float
         Epoch t (from 0) uses eta / (1 + learning_rate_decay * t); 0 keeps the step fixed.
@@ -61,9 +67,11 @@ class MatrixFactorization:
         lambda, the L2 weight per rating.
     biases : bool
         Learn the global mean mu (fixed to the mean rating) and user and item biases.
-    init_std : float
-        U and V start as independent N(0, init_std^2) draws from numpy.random.default_rng(seed);
-        the biases start at 0.
+    init_std, init_mean : float
+        U and V start as independent N(init_mean, init_std^2) draws from
+        numpy.random.default_rng(seed); the biases start at 0. init_mean=None means 0 with biases,
+        and without biases sqrt(0.1 * mean rating / factors), so that predictions start at a tenth
+        of the mean rating.
     dtype : {"float32", "float64"}
         Precision of the factors and of the arithmetic.
     threads : int, optional
@@ -91,13 +99,14 @@ class MatrixFactorization:
         self,
         factors: int = 32,
         *,
-        solver: str = "sgd",
-        epochs: int = 30,
+        solver: str = "adagrad",
+        epochs: int = 20,
         learning_rate: float | None = None,
         learning_rate_decay: float = 0.0,
-        regularization: float = 0.1,
+        regularization: float = 0.07,
         biases: bool = True,
-        init_std: float = 0.1,
+        init_std: float = 0.01,
+        init_mean: float | None = None,
         dtype: str = "float32",
         threads: int | None = None,
         blocks: int | None = None,
@@ -112,6 +121,7 @@ class MatrixFactorization:
         self.regularization = regularization
         self.biases = biases
         self.init_std = init_std
+        self.init_mean = init_mean
         self.dtype = dtype
         self.threads = threads
         self.blocks = blocks
@@ -143,6 +153,7 @@ class MatrixFactorization:
             "regularization": as_real(self.regularization, "regularization", 0.0),
             "biases": bool(self.biases),
             "init_std": as_real(self.init_std, "init_std", 0.0),
+            "init_mean": None if self.init_mean is None else as_real(self.init_mean, "init_mean", -np.inf),
             "dtype": dtype,
             "threads": as_threads(self.threads),
             "blocks": DEFAULT_BLOCKS if self.blocks is None else as_integer(self.blocks, "blocks", 1, 1024),
@@ -181,8 +192,8 @@ class MatrixFactorization:
         start = time.perf_counter()
         snapshot = trainer.snapshot()
         try:
-            trainer.run_epoch(epoch, step)
-            squared_errors, penalty = trainer.objective()
+            finite = trainer.run_epoch(epoch, step)
+            squared_errors, penalty = trainer.objective() if finite else (math.inf, math.inf)
         except KeyboardInterrupt:
             trainer.restore(snapshot)
             raise
@@ -276,22 +287,27 @@ class MatrixFactorization:
         """
         native = self._fitted()
         user = as_integer(user, "user", 0, native.n_users - 1)
+        items, scores = self.recommend_all([user], k, exclude_seen)
+        found = items[0] >= 0
+        return items[0][found], scores[0][found]
+
+    def recommend_all(self, users: Any = None, k: int = 10,
+                      exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """The k best items for each of `users` (default: every user) at once, in native code on all
+        threads: (items, scores), each of shape (len(users), k), best first, ties by the lower item.
+        Where fewer than k items are left after excluding seen ones, the rest of the row holds
+        item -1 and score NaN.
+        """
+        native = self._fitted()
         k = as_integer(k, "k", 1)
+        if users is None:
+            users = np.arange(native.n_users, dtype=np.int64)
+        else:
+            users = _index_array(np.atleast_1d(users), "users").astype(np.int64, copy=False)
         global_mean, user_bias, item_bias = self._bias_arguments()
-        scores = native.V @ native.U[user]
-        if user_bias is not None:
-            scores += global_mean + user_bias[user] + item_bias
-        candidates = np.ones(native.n_items, dtype=bool)
-        if exclude_seen:
-            offsets, seen = self._training._items_by_user()
-            candidates[seen[offsets[user]:offsets[user + 1]]] = False
-        items = np.flatnonzero(candidates)
-        k = min(k, len(items))
-        if k == 0:
-            return np.empty(0, dtype=np.int64), np.empty(0, dtype=scores.dtype)
-        top = items[np.argpartition(-scores[items], k - 1)[:k]]
-        top = top[np.lexsort((top, -scores[top]))]
-        return top.astype(np.int64), scores[top]
+        seen_offsets, seen_items = self._training._items_by_user() if exclude_seen else (None, None)
+        return _core.top_items(native.U, native.V, users, k, global_mean, user_bias, item_bias, seen_offsets,
+                               seen_items, self._settings_used["threads"])
 
 
 def _check_validation(held_out: Ratings, data: Ratings) -> Ratings:
@@ -310,11 +326,16 @@ def _new_native(dtype: str, n_users: int, n_items: int, factors: int) -> Any:
 
 
 def _initialize(native: Any, data: Ratings, settings: dict[str, Any]) -> None:
-    """U, V ~ N(0, init_std^2) from default_rng(seed), drawn straight into the model's memory."""
+    """U, V ~ N(init_mean, init_std^2) from default_rng(seed), drawn straight into the model's memory."""
+    mean = settings["init_mean"]
+    if mean is None:
+        mean = 0.0 if settings["biases"] else math.sqrt(max(INITIAL_PREDICTION_FRACTION * data.mean, 0.0)
+                                                        / settings["factors"])
     rng = np.random.default_rng(settings["seed"])
     for factors in (native.U, native.V):
         rng.standard_normal(out=factors, dtype=factors.dtype)
         factors *= settings["init_std"]
+        factors += mean
     native.global_mean = data.mean if settings["biases"] else 0.0
 
 
@@ -348,7 +369,8 @@ class _SgdTrainer(_Trainer):
         super().__init__(native, settings)
         self.grid = data._grid(settings["dtype"], settings["blocks"], settings["seed"], self.threads)
         self.accumulators = (native.user_accumulators, native.item_accumulators)
-        if settings["solver"] == "adagrad":
+        self.adagrad = settings["solver"] == "adagrad"
+        if self.adagrad:
             for accumulator in self.accumulators:
                 accumulator[...] = 1
         else:
@@ -357,11 +379,20 @@ class _SgdTrainer(_Trainer):
     def _arrays(self) -> list[np.ndarray]:
         return super()._arrays() + [a for a in self.accumulators if a is not None]
 
-    def run_epoch(self, epoch: int, learning_rate: float) -> None:
+    def run_epoch(self, epoch: int, learning_rate: float) -> bool:
+        """One epoch; False, stopping early, as soon as a sub-epoch leaves a non-finite value."""
+        # AdaGrad's first epoch warms up the leading factors only (see sgd_epoch).
+        warm_up = self.adagrad and epoch == 0
         # One native call per sub-epoch, so that Ctrl-C is seen within one sub-epoch.
         for sub_epoch in range(self.grid.blocks):
-            _core.sgd_grid(self.grid, self.U, self.V, learning_rate, self.regularization, epoch, sub_epoch,
-                           self.global_mean, self.user_bias, self.item_bias, *self.accumulators, self.threads)
+            squared_errors = _core.sgd_grid(self.grid, self.U, self.V, learning_rate, self.regularization, epoch,
+                                            sub_epoch, self.global_mean, self.user_bias, self.item_bias,
+                                            *self.accumulators, warm_up, self.threads)
+            # AdaGrad's accumulators can overflow before any error does.
+            if not math.isfinite(squared_errors) or (
+                    self.adagrad and not all(np.isfinite(a).all() for a in self.accumulators)):
+                return False
+        return True
 
     def objective(self) -> tuple[float, float]:
         return _core.grid_objective(self.grid, self.U, self.V, self.global_mean, self.user_bias,
@@ -373,11 +404,12 @@ class _GdTrainer(_Trainer):
         super().__init__(native, settings)
         self.index = data._index(settings["dtype"])
 
-    def run_epoch(self, epoch: int, learning_rate: float) -> None:
+    def run_epoch(self, epoch: int, learning_rate: float) -> bool:
         steps = _core.gradients(self.index, self.U, self.V, self.regularization, self.global_mean,
                                 self.user_bias, self.item_bias, self.threads)
         for target, gradient in zip(self._arrays(), steps):
             target -= target.dtype.type(learning_rate) * gradient
+        return True
 
     def objective(self) -> tuple[float, float]:
         return _core.objective(self.index, self.U, self.V, self.global_mean, self.user_bias, self.item_bias,

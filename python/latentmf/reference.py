@@ -119,6 +119,7 @@ def sgd_epoch(
     *,
     biases: Any = None,
     adagrad: Any = None,
+    warm_up: bool = False,
 ) -> float:
     """One epoch of SGD, in place, visiting ratings[order[0]], ratings[order[1]], ...
     (input order when `order` is None). For each rating, with e = r_nm - r_hat_nm:
@@ -126,16 +127,21 @@ def sgd_epoch(
         u_n <- u_n + eta (e v_m - lambda u_n)      v_m <- v_m + eta (e u_n - lambda v_m)
 
     both from the values before the step; with biases b_n <- b_n + eta (e - lambda b_n) and
-    c_m <- c_m + eta (e - lambda c_m). Returns the sum of e^2 seen before each step.
+    c_m <- c_m + eta (e - lambda c_m). With `warm_up` only the leading factors (the first
+    min(16, F)) move. Returns the sum of e^2 seen before each step.
 
-    With `adagrad` = (G_user, G_item), arrays of per-row accumulators updated in place, each row
-    gets its own step (AdaGrad): first G_n <- G_n + |e v_m - lambda u_n|^2 / F and
-    G_m <- G_m + |e u_n - lambda v_m|^2 / F, then user n's factors and bias move with
-    eta / sqrt(G_n) in place of eta, and item m's with eta / sqrt(G_m).
+    With `adagrad` = (G_user, G_item), arrays of shapes (n_users, 2) and (n_items, 2) updated in
+    place, each row gets its own steps (AdaGrad, after LIBMF's schedule). The factors form two
+    groups, the leading ones (column 0 of G) and the rest (column 1). For each group D, user n's
+    factors move with eta / sqrt(G_user[n, D]) in place of eta, using G before this update, and
+    then G_user[n, D] += |e v_m[D] - lambda u_n[D]|^2 / |D|; likewise for item m. The biases move
+    with the leading group's steps. In a warm-up epoch only the leading group moves.
     """
     users, items, values = _triples(ratings)
     order = np.arange(len(values)) if order is None else np.asarray(order)
     lam, n_factors = regularization, U.shape[1]
+    lead = min(n_factors, 16)
+    groups = [(0, slice(0, lead))] + ([] if warm_up or lead == n_factors else [(1, slice(lead, n_factors))])
     squared_errors = 0.0
     for k in order:
         n, m, r = users[k], items[k], values[k]
@@ -146,17 +152,21 @@ def sgd_epoch(
             r_hat += global_mean + user_bias[n] + item_bias[m]
         e = r - r_hat
         squared_errors += float(e) ** 2
-        # The descent directions of the two rows (minus the gradients of this rating's loss).
-        g_u, g_v = e * v - lam * u, e * u - lam * v
-        eta_u = eta_v = learning_rate
-        if adagrad is not None:
-            G_user, G_item = adagrad
-            G_user[n] += (g_u @ g_u) / n_factors
-            G_item[m] += (g_v @ g_v) / n_factors
-            eta_u, eta_v = learning_rate / np.sqrt(G_user[n]), learning_rate / np.sqrt(G_item[m])
-        U[n] = u + eta_u * g_u
-        V[m] = v + eta_v * g_v
+        for group, D in groups:
+            # The descent directions of the two rows' factors in D (minus the gradients).
+            g_u, g_v = e * v[D] - lam * u[D], e * u[D] - lam * v[D]
+            eta_u = eta_v = learning_rate
+            if adagrad is not None:
+                G_user, G_item = adagrad
+                eta_u = learning_rate / np.sqrt(G_user[n, group])
+                eta_v = learning_rate / np.sqrt(G_item[m, group])
+                G_user[n, group] += (g_u @ g_u) / g_u.size
+                G_item[m, group] += (g_v @ g_v) / g_v.size
+            U[n, D] = u[D] + eta_u * g_u
+            V[m, D] = v[D] + eta_v * g_v
+            if group == 0:
+                bias_steps = eta_u, eta_v
         if biases is not None:
-            user_bias[n] = user_bias[n] + eta_u * (e - lam * user_bias[n])
-            item_bias[m] = item_bias[m] + eta_v * (e - lam * item_bias[m])
+            user_bias[n] = user_bias[n] + bias_steps[0] * (e - lam * user_bias[n])
+            item_bias[m] = item_bias[m] + bias_steps[1] * (e - lam * item_bias[m])
     return squared_errors

@@ -2,10 +2,12 @@
 // computed one output row at a time, in parallel, with no atomics.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
 #include "memory.hpp"
+#include "parallel.hpp"
 #include "ratings.hpp"
 
 namespace latentmf {
@@ -40,6 +42,15 @@ CompressedRatings<Scalar> compress(const Index* rows, const Index* cols, const V
     if (values) out.values[slot] = static_cast<Scalar>(values[k]);
   }
   return out;
+}
+
+// Sorts the cols of every row (a pattern built without values), so that each row can be merged
+// against other sorted sequences.
+template <class Scalar>
+void sort_rows(CompressedRatings<Scalar>& pattern, int threads) {
+  parallel_for(pattern.n_rows, threads, [&](std::int64_t r) {
+    std::sort(pattern.cols.begin() + pattern.offsets[r], pattern.cols.begin() + pattern.offsets[r + 1]);
+  }, 256);
 }
 
 // Both orderings of one set of ratings, built once and reused by every loss and gradient call.

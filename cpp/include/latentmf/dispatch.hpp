@@ -31,6 +31,10 @@ struct Kernels {
   void (*predict_int64)(const Factors<Scalar>&, const Biases<Scalar>&, const std::int64_t* users,
                         const std::int64_t* items, std::int64_t size, Scalar* out, int threads);
 
+  void (*top_items)(const Factors<Scalar>&, const Biases<Scalar>&, const std::int64_t* seen_offsets,
+                    const std::int32_t* seen_items, std::int64_t seen_size, const std::int64_t* users,
+                    std::int64_t count, std::int64_t k, std::int64_t* items, Scalar* scores, int threads);
+
   // The member for an index type, for callers that are templates on it.
   auto sgd_ordered(std::int32_t) const { return sgd_ordered_int32; }
   auto sgd_ordered(std::int64_t) const { return sgd_ordered_int64; }

@@ -47,14 +47,20 @@ struct Objective {
   }
 };
 
+// The leading factors: the first group of AdaGrad's accumulators, and the factors a warm-up
+// epoch moves (see kernels/sgd.hpp).
+constexpr std::int64_t lead_factors = 16;
+
 template <class Scalar>
 struct SgdStep {
   Scalar learning_rate;
   Scalar regularization;
+  bool warm_up = false;  // move only the leading factors
 };
 
-// The per-row accumulators of AdaGrad SGD (null when the step is fixed): G_n for each user and
-// G_m for each item, each the running mean square of that row's gradients (starting at 1).
+// The per-row accumulators of AdaGrad SGD (null when the step is fixed): two per user (n_users x 2,
+// row-major) and two per item, one for the leading factors and one for the rest, each the running
+// sum of that group's mean square gradients (starting at 1).
 template <class Scalar>
 struct Accumulators {
   Scalar* user = nullptr;

@@ -23,8 +23,8 @@ class Model {
     V_ = Buffer<Scalar>(n_items * n_factors, "the item factors V");
     user_bias_ = Buffer<Scalar>(n_users, "the user biases");
     item_bias_ = Buffer<Scalar>(n_items, "the item biases");
-    user_accumulators_ = Buffer<Scalar>(n_users, "the AdaGrad accumulators");
-    item_accumulators_ = Buffer<Scalar>(n_items, "the AdaGrad accumulators");
+    user_accumulators_ = Buffer<Scalar>(2 * n_users, "the AdaGrad accumulators");
+    item_accumulators_ = Buffer<Scalar>(2 * n_items, "the AdaGrad accumulators");
   }
 
   std::int64_t n_users() const { return user_bias_.size(); }

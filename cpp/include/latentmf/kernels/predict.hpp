@@ -12,6 +12,10 @@
 namespace latentmf {
 namespace LATENTMF_ISA {
 
+// Pairs ahead whose rows are prefetched: pairs come in any order, so their rows are gathered at
+// random, and the misses overlap only when asked for early.
+constexpr std::int64_t prefetch_pairs = 16;
+
 // out[k] = r_hat(users[k], items[k]) for k in [0, size).
 template <class Scalar, class Index>
 void predict(const Factors<Scalar>& f, const Biases<Scalar>& b, const Index* users, const Index* items,
@@ -23,6 +27,10 @@ void predict(const Factors<Scalar>& f, const Biases<Scalar>& b, const Index* use
     parallel_for(chunks.count(), threads, [&](std::int64_t c) {
       const std::int64_t F = width<FixedF>(f.n_factors);
       for (std::int64_t k = chunks.begin(c); k < chunks.end(c); ++k) {
+        if (k + prefetch_pairs < chunks.end(c)) {
+          prefetch_row(f.U + std::int64_t(users[k + prefetch_pairs]) * F, F);
+          prefetch_row(f.V + std::int64_t(items[k + prefetch_pairs]) * F, F);
+        }
         const std::int64_t n = users[k], m = items[k];
         out[k] = b.offset(n, m) + dot<FixedF>(f.U + n * F, f.V + m * F, F);
       }

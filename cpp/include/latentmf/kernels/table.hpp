@@ -9,9 +9,18 @@
 #include "isa.hpp"
 #include "predict.hpp"
 #include "sgd.hpp"
+#include "topn.hpp"
 
 namespace latentmf {
 namespace LATENTMF_ISA {
+
+// top_items() with its inputs as plain arguments, as the table holds it.
+template <class Scalar>
+void top_items_entry(const Factors<Scalar>& f, const Biases<Scalar>& b, const std::int64_t* seen_offsets,
+                     const std::int32_t* seen_items, std::int64_t seen_size, const std::int64_t* users,
+                     std::int64_t count, std::int64_t k, std::int64_t* items, Scalar* scores, int threads) {
+  top_items(TopNInput<Scalar>{f, b, seen_offsets, seen_items, seen_size}, users, count, k, items, scores, threads);
+}
 
 template <class Scalar>
 Kernels<Scalar> make_kernels() {
@@ -24,6 +33,7 @@ Kernels<Scalar> make_kernels() {
   k.gradients = &gradients<Scalar>;
   k.predict_int32 = &predict<Scalar, std::int32_t>;
   k.predict_int64 = &predict<Scalar, std::int64_t>;
+  k.top_items = &top_items_entry<Scalar>;
   return k;
 }
 

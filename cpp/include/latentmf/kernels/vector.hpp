@@ -4,9 +4,18 @@
 // plain loops.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
+
+#if defined(__SSE2__) || defined(_M_X64)
+#include <emmintrin.h>
+#define LATENTMF_HAVE_SSE2 1
+#elif defined(__ARM_NEON) && defined(__aarch64__)
+#include <arm_neon.h>
+#define LATENTMF_HAVE_NEON64 1
+#endif
 
 #include "isa.hpp"
 
@@ -96,6 +105,17 @@ inline Scalar horizontal_sum(Vector<Scalar> v) {
   return horizontal_sum<Scalar, LATENTMF_VECTOR_BYTES>(v);
 }
 
+// Whether any element of a or b exceeds t (NaN never does).
+template <class Scalar>
+inline bool any_above(Vector<Scalar> a, Vector<Scalar> b, Scalar t) {
+  const auto above = (a > t) | (b > t);  // lanes of all ones where true
+  std::uint64_t words[sizeof(above) / 8];
+  std::memcpy(words, &above, sizeof(above));
+  std::uint64_t any = 0;
+  for (std::uint64_t w : words) any |= w;
+  return any != 0;
+}
+
 // sum_i a[i] * b[i] over K vectors, in two interleaved accumulators (half the dependent chain).
 template <int K, class Scalar>
 inline Scalar dot_vectors(const Vector<Scalar>* a, const Vector<Scalar>* b) {
@@ -139,6 +159,33 @@ inline Scalar dot(const Scalar* a, const Scalar* b, std::int64_t n) {
 template <int FixedF, class Scalar>
 inline Scalar squared_norm(const Scalar* a, std::int64_t n) {
   return dot<FixedF>(a, a, n);
+}
+
+// out[i] = eta / sqrt(g[i]) for four values, with one SIMD square root and one division where the
+// platform has them (correctly rounded, so the same bits as one at a time): scalar square roots
+// and divisions were what limited AdaGrad's throughput.
+inline void rsqrt_steps(float eta, const float (&g)[4], float (&out)[4]) {
+#if defined(LATENTMF_HAVE_SSE2)
+  _mm_storeu_ps(out, _mm_div_ps(_mm_set1_ps(eta), _mm_sqrt_ps(_mm_loadu_ps(g))));
+#elif defined(LATENTMF_HAVE_NEON64)
+  vst1q_f32(out, vdivq_f32(vdupq_n_f32(eta), vsqrtq_f32(vld1q_f32(g))));
+#else
+  for (int i = 0; i < 4; ++i) out[i] = eta / std::sqrt(g[i]);
+#endif
+}
+
+inline void rsqrt_steps(double eta, const double (&g)[4], double (&out)[4]) {
+#if defined(LATENTMF_HAVE_SSE2)
+  const __m128d numerator = _mm_set1_pd(eta);
+  _mm_storeu_pd(out, _mm_div_pd(numerator, _mm_sqrt_pd(_mm_loadu_pd(g))));
+  _mm_storeu_pd(out + 2, _mm_div_pd(numerator, _mm_sqrt_pd(_mm_loadu_pd(g + 2))));
+#elif defined(LATENTMF_HAVE_NEON64)
+  const float64x2_t numerator = vdupq_n_f64(eta);
+  vst1q_f64(out, vdivq_f64(numerator, vsqrtq_f64(vld1q_f64(g))));
+  vst1q_f64(out + 2, vdivq_f64(numerator, vsqrtq_f64(vld1q_f64(g + 2))));
+#else
+  for (int i = 0; i < 4; ++i) out[i] = eta / std::sqrt(g[i]);
+#endif
 }
 
 // Asks for a row of n scalars to be brought into cache ahead of its use.
