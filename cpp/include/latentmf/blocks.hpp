@@ -87,64 +87,6 @@ inline void check_grid_arguments(std::int64_t size, int blocks) {
           "at most 4294967295 ratings are supported, got ", size);
 }
 
-// The grid's visiting order without the copies: ratings (as input positions) sorted by block,
-// and inside each block by user index, stably. block_begin has B * B + 1 offsets.
-struct BlockOrder {
-  Grouping users;
-  Grouping items;
-  std::vector<std::int64_t> block_begin;
-  std::vector<std::uint32_t> order;
-
-  template <class Index, class Value>
-  BlockOrder(const Coo<Index, Value>& r, int blocks, std::uint64_t seed, int threads)
-      : users(r.n_users, blocks, stream_seed(seed, user_stream)),
-        items(r.n_items, blocks, stream_seed(seed, item_stream)),
-        block_begin(static_cast<std::size_t>(blocks) * blocks + 1, 0),
-        order(allocate<std::uint32_t>(r.size, "the block order")) {
-    const int B = blocks;
-    auto block_of = [&](std::int64_t k) {
-      return std::int64_t(users.group[r.users[k]]) * B + items.group[r.items[k]];
-    };
-    for (std::int64_t k = 0; k < r.size; ++k) ++block_begin[block_of(k) + 1];
-    for (std::int64_t b = 0; b < std::int64_t(B) * B; ++b) block_begin[b + 1] += block_begin[b];
-    std::vector<std::int64_t> next(block_begin.begin(), block_begin.end() - 1);
-    for (std::int64_t k = 0; k < r.size; ++k) order[next[block_of(k)]++] = static_cast<std::uint32_t>(k);
-    sort_blocks_by_user(r, threads);
-  }
-
-  int blocks() const { return static_cast<int>(users.size.size()); }
-  std::int64_t block_id(int p, int q) const { return std::int64_t(p) * blocks() + q; }
-
-  // The positions in `order` where block b's rows (runs of one user) begin, then the block's end.
-  template <class Index, class Value>
-  std::vector<std::int64_t> row_begins(const Coo<Index, Value>& r, std::int64_t b) const {
-    std::vector<std::int64_t> begins;
-    for (std::int64_t i = block_begin[b]; i < block_begin[b + 1]; ++i)
-      if (i == block_begin[b] || r.users[order[i]] != r.users[order[i - 1]]) begins.push_back(i);
-    begins.push_back(block_begin[b + 1]);
-    return begins;
-  }
-
- private:
-  // Stable counting sort of each block's segment by user index. Rows then come in increasing
-  // user order, so that SGD walks U forwards, which caches and prefetchers handle best.
-  template <class Index, class Value>
-  void sort_blocks_by_user(const Coo<Index, Value>& r, int threads) {
-    const int B = blocks();
-    parallel_for(std::int64_t(B) * B, threads, [&](std::int64_t b) {
-      const std::int64_t begin = block_begin[b], end = block_begin[b + 1];
-      if (end - begin < 2) return;
-      std::vector<std::int64_t> slot(static_cast<std::size_t>(users.size[b / B]) + 1, 0);
-      auto member = [&](std::uint32_t k) { return users.member[r.users[k]]; };
-      for (std::int64_t i = begin; i < end; ++i) ++slot[member(order[i]) + 1];
-      for (std::size_t i = 1; i < slot.size(); ++i) slot[i] += slot[i - 1];
-      std::vector<std::uint32_t> sorted(static_cast<std::size_t>(end - begin));
-      for (std::int64_t i = begin; i < end; ++i) sorted[slot[member(order[i])]++] = order[i];
-      std::copy(sorted.begin(), sorted.end(), order.begin() + begin);
-    });
-  }
-};
-
 // The sub-epoch shifts of one epoch: a seeded permutation of [0, B).
 inline std::vector<int> sub_epoch_shifts(int blocks, std::uint64_t seed, std::int64_t epoch) {
   require(epoch >= 0, "epoch must be >= 0, got ", epoch);
@@ -153,26 +95,26 @@ inline std::vector<int> sub_epoch_shifts(int blocks, std::uint64_t seed, std::in
 
 // The grid itself: ratings copied into block order as compact (item, value) pairs, with the
 // user of each run ("row") of one user's ratings inside a block stored once per row.
+//
+// Built in three passes that read and write sequentially (a version that gathered the input
+// through a permutation spent most of its time on cache misses): a stable counting sort of the
+// ratings into their blocks, in parallel over fixed chunks of the input; a stable counting sort
+// of each block by user; and a scan for the rows.
 template <class Scalar>
 class BlockGrid {
  public:
+  // With keep_positions, the grid also keeps each stored rating's input position, for
+  // visiting_order().
   template <class Index, class Value>
-  BlockGrid(const Coo<Index, Value>& r, int blocks, std::uint64_t seed, int threads)
-      : blocks_(blocks), seed_(seed), n_users_(r.n_users), n_items_(r.n_items), size_(r.size) {
-    check_grid_arguments(r.size, blocks);
+  BlockGrid(const Coo<Index, Value>& r, int blocks, std::uint64_t seed, int threads, bool keep_positions = false)
+      : blocks_(blocks), seed_(seed), n_users_(r.n_users), n_items_(r.n_items), size_(r.size),
+        users_(checked_n_users(r, blocks), blocks, stream_seed(seed, user_stream)),
+        items_grouping_(r.n_items, blocks, stream_seed(seed, item_stream)) {
     check_ratings(r, threads);
-    check_index_range(r.n_users, r.n_items);
-    BlockOrder block_order(r, blocks, seed, threads);
-    block_begin_ = block_order.block_begin;
-    copy_in_block_order(r, block_order, threads);
-    user_group_ = std::move(block_order.users.group);
-    item_group_ = std::move(block_order.items.group);
-    user_count_ = allocate<std::int64_t>(n_users_, "rating counts");
-    item_count_ = allocate<std::int64_t>(n_items_, "rating counts");
-    for (std::int64_t k = 0; k < size_; ++k) {
-      ++user_count_[r.users[k]];
-      ++item_count_[r.items[k]];
-    }
+    auto users = scatter_by_block(r, keep_positions, threads);
+    sort_blocks_by_user(users, threads);
+    find_rows(users, threads);
+    count_ratings(threads);
   }
 
   int blocks() const { return blocks_; }
@@ -185,8 +127,8 @@ class BlockGrid {
     const auto b = block_id(p, q);
     return block_begin_[b + 1] - block_begin_[b];
   }
-  const std::vector<std::int32_t>& user_groups() const { return user_group_; }
-  const std::vector<std::int32_t>& item_groups() const { return item_group_; }
+  const std::vector<std::int32_t>& user_groups() const { return users_.group; }
+  const std::vector<std::int32_t>& item_groups() const { return items_grouping_.group; }
   // Ratings per user and per item (c and d of DESIGN.md).
   const std::vector<std::int64_t>& user_counts() const { return user_count_; }
   const std::vector<std::int64_t>& item_counts() const { return item_count_; }
@@ -199,28 +141,139 @@ class BlockGrid {
   const std::vector<std::int32_t>& items() const { return items_; }
   const std::vector<Scalar>& values() const { return values_; }
 
+  // The input positions of the ratings in the order one epoch visits them: sub-epoch by
+  // sub-epoch, blocks p = 0, 1, ... within each, and inside a block the lane order of
+  // visit_in_lane_order. Running them one at a time in this order gives the parallel epoch's
+  // result. Needs a grid built with keep_positions.
+  std::vector<std::int64_t> visiting_order(std::int64_t epoch) const {
+    require(!positions_.empty(), "the grid was built without its input positions");
+    auto visiting = allocate<std::int64_t>(size_, "the visiting order");
+    std::int64_t next = 0;
+    for (int shift : sub_epoch_shifts(blocks_, seed_, epoch))
+      for (int p = 0; p < blocks_; ++p) {
+        const std::int64_t b = block_id(p, (p + shift) % blocks_);
+        visit_in_lane_order(row_begin_.data(), block_rows_[b], block_rows_[b + 1],
+                            [&](std::int64_t i) { visiting[next++] = positions_[i]; });
+      }
+    return visiting;
+  }
+
  private:
+  // n_users, once the arguments are known to be usable (before the groups are allocated).
   template <class Index, class Value>
-  void copy_in_block_order(const Coo<Index, Value>& r, const BlockOrder& order, int threads) {
-    const std::int64_t n_blocks = std::int64_t(blocks_) * blocks_;
-    std::vector<std::vector<std::int64_t>> rows(static_cast<std::size_t>(n_blocks));
-    parallel_for(n_blocks, threads, [&](std::int64_t b) { rows[b] = order.row_begins(r, b); });
-    block_rows_.assign(static_cast<std::size_t>(n_blocks) + 1, 0);
-    for (std::int64_t b = 0; b < n_blocks; ++b)
-      block_rows_[b + 1] = block_rows_[b] + std::int64_t(rows[b].size()) - 1;
-    row_user_ = allocate<std::int32_t>(block_rows_.back(), "grid rows");
-    row_begin_ = allocate<std::int64_t>(block_rows_.back() + 1, "grid rows");
+  static std::int64_t checked_n_users(const Coo<Index, Value>& r, int blocks) {
+    check_grid_arguments(r.size, blocks);
+    check_index_range(r.n_users, r.n_items);
+    return r.n_users;
+  }
+
+  // Copies the ratings into block order, stably, and returns the user of each stored rating.
+  template <class Index, class Value>
+  std::vector<std::int32_t> scatter_by_block(const Coo<Index, Value>& r, bool keep_positions, int threads) {
+    const std::int64_t B = blocks_, n_blocks = B * B;
+    auto block_of = [&](std::int64_t k) {
+      return std::int64_t(users_.group[r.users[k]]) * B + items_grouping_.group[r.items[k]];
+    };
+    const Chunks chunks = even_chunks(size_, 1 << 16, 256);
+    // next[c * n_blocks + b]: where chunk c writes its next rating of block b.
+    std::vector<std::int64_t> next(static_cast<std::size_t>(chunks.count() * n_blocks), 0);
+    parallel_for(chunks.count(), threads, [&](std::int64_t c) {
+      std::int64_t* counts = next.data() + c * n_blocks;
+      for (std::int64_t k = chunks.begin(c); k < chunks.end(c); ++k) ++counts[block_of(k)];
+    });
+    block_begin_.assign(static_cast<std::size_t>(n_blocks) + 1, 0);
+    for (std::int64_t b = 0; b < n_blocks; ++b) {
+      std::int64_t position = block_begin_[b];
+      for (std::int64_t c = 0; c < chunks.count(); ++c) {
+        const std::int64_t count = next[c * n_blocks + b];
+        next[c * n_blocks + b] = position;
+        position += count;
+      }
+      block_begin_[b + 1] = position;
+    }
     items_ = allocate<std::int32_t>(size_, "the ratings in block order");
     values_ = allocate<Scalar>(size_, "the ratings in block order");
+    auto users = allocate<std::int32_t>(size_, "the users in block order");
+    if (keep_positions) positions_ = allocate<std::int64_t>(size_, "the input positions");
+    parallel_for(chunks.count(), threads, [&](std::int64_t c) {
+      std::int64_t* positions = next.data() + c * n_blocks;
+      for (std::int64_t k = chunks.begin(c); k < chunks.end(c); ++k) {
+        const std::int64_t i = positions[block_of(k)]++;
+        items_[i] = static_cast<std::int32_t>(r.items[k]);
+        values_[i] = static_cast<Scalar>(r.values[k]);
+        users[i] = static_cast<std::int32_t>(r.users[k]);
+        if (keep_positions) positions_[i] = k;
+      }
+    });
+    return users;
+  }
+
+  // Stable counting sort of each block by user index: rows then come in increasing user order,
+  // so that SGD walks U forwards, which caches and prefetchers handle best.
+  void sort_blocks_by_user(std::vector<std::int32_t>& users, int threads) {
+    const int B = blocks_;
+    parallel_for(std::int64_t(B) * B, threads, [&](std::int64_t b) {
+      const std::int64_t begin = block_begin_[b], size = block_begin_[b + 1] - begin;
+      if (size < 2) return;
+      std::vector<std::int64_t> slot(static_cast<std::size_t>(users_.size[b / B]) + 1, 0);
+      for (std::int64_t i = begin; i < begin + size; ++i) ++slot[users_.member[users[i]] + 1];
+      for (std::size_t m = 1; m < slot.size(); ++m) slot[m] += slot[m - 1];
+      std::vector<std::int64_t> destination(static_cast<std::size_t>(size));
+      for (std::int64_t i = 0; i < size; ++i) destination[i] = slot[users_.member[users[begin + i]]]++;
+      permute(items_.data() + begin, destination);
+      permute(values_.data() + begin, destination);
+      permute(users.data() + begin, destination);
+      if (!positions_.empty()) permute(positions_.data() + begin, destination);
+    });
+  }
+
+  // data[destination[i]] <- data[i] for one block.
+  template <class T>
+  static void permute(T* data, const std::vector<std::int64_t>& destination) {
+    std::vector<T> moved(destination.size());
+    for (std::size_t i = 0; i < destination.size(); ++i) moved[destination[i]] = data[i];
+    std::copy(moved.begin(), moved.end(), data);
+  }
+
+  // The rows: runs of one user inside each block.
+  void find_rows(const std::vector<std::int32_t>& users, int threads) {
+    const std::int64_t n_blocks = std::int64_t(blocks_) * blocks_;
+    auto starts_row = [&](std::int64_t b, std::int64_t i) { return i == block_begin_[b] || users[i] != users[i - 1]; };
+    block_rows_.assign(static_cast<std::size_t>(n_blocks) + 1, 0);
+    parallel_for(n_blocks, threads, [&](std::int64_t b) {
+      std::int64_t rows = 0;
+      for (std::int64_t i = block_begin_[b]; i < block_begin_[b + 1]; ++i) rows += starts_row(b, i);
+      block_rows_[b + 1] = rows;
+    });
+    for (std::int64_t b = 0; b < n_blocks; ++b) block_rows_[b + 1] += block_rows_[b];
+    row_user_ = allocate<std::int32_t>(block_rows_.back(), "grid rows");
+    row_begin_ = allocate<std::int64_t>(block_rows_.back() + 1, "grid rows");
     row_begin_.back() = size_;
     parallel_for(n_blocks, threads, [&](std::int64_t b) {
-      for (std::size_t i = 0; i + 1 < rows[b].size(); ++i) {
-        row_begin_[block_rows_[b] + i] = rows[b][i];
-        row_user_[block_rows_[b] + i] = static_cast<std::int32_t>(r.users[order.order[rows[b][i]]]);
-      }
-      for (std::int64_t i = order.block_begin[b]; i < order.block_begin[b + 1]; ++i) {
-        items_[i] = static_cast<std::int32_t>(r.items[order.order[i]]);
-        values_[i] = static_cast<Scalar>(r.values[order.order[i]]);
+      std::int64_t row = block_rows_[b];
+      for (std::int64_t i = block_begin_[b]; i < block_begin_[b + 1]; ++i)
+        if (starts_row(b, i)) {
+          row_user_[row] = users[i];
+          row_begin_[row++] = i;
+        }
+    });
+  }
+
+  // Ratings per user and per item, from the grid itself: a user's ratings are all in its group's
+  // row of blocks, an item's in its group's column, so each group is counted by one thread.
+  void count_ratings(int threads) {
+    const int B = blocks_;
+    user_count_ = allocate<std::int64_t>(n_users_, "rating counts");
+    item_count_ = allocate<std::int64_t>(n_items_, "rating counts");
+    parallel_for(B, threads, [&](std::int64_t p) {
+      for (int q = 0; q < B; ++q)
+        for (std::int64_t row = block_rows_[block_id(int(p), q)]; row < block_rows_[block_id(int(p), q) + 1]; ++row)
+          user_count_[row_user_[row]] += row_begin_[row + 1] - row_begin_[row];
+    });
+    parallel_for(B, threads, [&](std::int64_t q) {
+      for (int p = 0; p < B; ++p) {
+        const std::int64_t b = block_id(p, int(q));
+        for (std::int64_t k = block_begin_[b]; k < block_begin_[b + 1]; ++k) ++item_count_[items_[k]];
       }
     });
   }
@@ -228,34 +281,21 @@ class BlockGrid {
   int blocks_;
   std::uint64_t seed_;
   std::int64_t n_users_, n_items_, size_;
-  std::vector<std::int32_t> user_group_, item_group_;
+  Grouping users_, items_grouping_;
   std::vector<std::int64_t> user_count_, item_count_, block_begin_, block_rows_;
   std::vector<std::int32_t> row_user_;
   std::vector<std::int64_t> row_begin_;
   std::vector<std::int32_t> items_;
   std::vector<Scalar> values_;
+  std::vector<std::int64_t> positions_;
 };
 
-// The input positions of the ratings in the order one epoch of the grid visits them: sub-epoch
-// by sub-epoch, blocks p = 0, 1, ... within each, and inside a block the lane order of
-// visit_in_lane_order. Running them one at a time in this order gives the parallel epoch's result.
+// The visiting order of one epoch of the grid the ratings would get (see BlockGrid::visiting_order).
 template <class Index, class Value>
 std::vector<std::int64_t> grid_visiting_order(const Coo<Index, Value>& r, int blocks, std::uint64_t seed,
                                               std::int64_t epoch, int threads) {
-  check_grid_arguments(r.size, blocks);
-  check_ratings(r, threads);
-  check_index_range(r.n_users, r.n_items);
-  const auto shifts = sub_epoch_shifts(blocks, seed, epoch);
-  const BlockOrder block_order(r, blocks, seed, threads);
-  auto visiting = allocate<std::int64_t>(r.size, "the visiting order");
-  std::int64_t next = 0;
-  for (int shift : shifts)
-    for (int p = 0; p < blocks; ++p) {
-      const auto rows = block_order.row_begins(r, block_order.block_id(p, (p + shift) % blocks));
-      visit_in_lane_order(rows.data(), 0, std::int64_t(rows.size()) - 1,
-                          [&](std::int64_t i) { visiting[next++] = block_order.order[i]; });
-    }
-  return visiting;
+  require(epoch >= 0, "epoch must be >= 0, got ", epoch);
+  return BlockGrid<float>(r, blocks, seed, threads, true).visiting_order(epoch);
 }
 
 }  // namespace latentmf
