@@ -75,7 +75,8 @@ class MatrixFactorization:
     dtype : {"float32", "float64"}
         Precision of the factors and of the arithmetic.
     threads : int, optional
-        Threads for the native loops; None uses all cores. Never changes the result.
+        Threads for the native loops; None uses all cores. Never changes the result. predict()
+        and recommend_all() use the value set when they are called.
     blocks : int, optional
         B, the blocks per side of the SGD grid (default 8). The result depends on it.
     seed : int
@@ -239,7 +240,7 @@ class MatrixFactorization:
             users, items = users.astype(np.int64), items.astype(np.int64)
         global_mean, user_bias, item_bias = self._bias_arguments()
         return _core.predict(native.U, native.V, users, items, global_mean, user_bias, item_bias,
-                             self._settings_used["threads"])
+                             as_threads(self.threads))
 
     @property
     def U(self) -> np.ndarray:
@@ -307,7 +308,7 @@ class MatrixFactorization:
         global_mean, user_bias, item_bias = self._bias_arguments()
         seen_offsets, seen_items = self._training._items_by_user() if exclude_seen else (None, None)
         return _core.top_items(native.U, native.V, users, k, global_mean, user_bias, item_bias, seen_offsets,
-                               seen_items, self._settings_used["threads"])
+                               seen_items, as_threads(self.threads))
 
 
 def _check_validation(held_out: Ratings, data: Ratings) -> Ratings:
