@@ -230,9 +230,14 @@ class MatrixFactorization:
             return 0.0, None, None
         return native.global_mean, native.user_bias, native.item_bias
 
-    def _rmse(self, data: Ratings) -> float:
-        errors = self._predict_indices(data.users, data.items).astype(np.float64) - data.values
-        return float(np.sqrt(np.mean(errors**2)))
+    def _rmse(self, data: Ratings, chunk: int = 1 << 20) -> float:
+        """RMSE on `data`, a chunk at a time: whole-array temporaries would cost 16+ bytes per rating."""
+        squared = 0.0
+        for start in range(0, len(data), chunk):
+            part = slice(start, start + chunk)
+            errors = self._predict_indices(data.users[part], data.items[part]).astype(np.float64) - data.values[part]
+            squared += float(errors @ errors)
+        return math.sqrt(squared / len(data))
 
     def _predict_indices(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         native = self._fitted()
