@@ -10,6 +10,7 @@ from typing import Any
 from . import _core, datasets, reference
 from ._version import __version__
 from .data import Ratings
+from .idmap import IdMap
 from .functions import gradients, gradients_dense, loss, sgd_epoch, sgd_order
 from .model import MatrixFactorization, NotFittedError
 
@@ -21,6 +22,7 @@ def build_info() -> dict[str, Any]:
 
 
 __all__ = [
+    "IdMap",
     "MatrixFactorization",
     "NotFittedError",
     "Ratings",
