@@ -7,7 +7,7 @@ SGD or full-batch gradient descent in a C++/OpenMP core. Start with `MatrixFacto
 
 from typing import Any
 
-from . import _core, datasets, reference
+from . import _core, datasets, metrics, reference
 from ._version import __version__
 from .data import Ratings
 from .functions import gradients, gradients_dense, loss, sgd_epoch, sgd_order
@@ -43,6 +43,7 @@ __all__ = [
     "gradients_dense",
     "load",
     "loss",
+    "metrics",
     "reference",
     "sgd_epoch",
     "sgd_order",
