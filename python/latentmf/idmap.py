@@ -118,7 +118,7 @@ class IdMap:
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        first, last = self._ids[0], self._ids[-1]
+        first, last = self._ids[0].item(), self._ids[-1].item()
         return f"IdMap({len(self)} {self.kind} ids, {first!r} .. {last!r})"
 
     def __reduce__(self) -> tuple[Any, ...]:

@@ -683,7 +683,8 @@ class MatrixFactorization:
         try:
             factors, bias = user
         except (TypeError, ValueError):
-            raise TypeError(f"user must be the (factors, bias) pair fold_in returns, got {type(user).__name__}") from None
+            raise TypeError("user must be the (factors, bias) pair fold_in returns, got "
+                            f"{type(user).__name__}") from None
         vector = np.asarray(factors)
         if vector.shape != (n_factors,) or vector.dtype.kind not in "fiu":
             raise ValueError(f"user must be the (factors, bias) pair fold_in returns, with {n_factors} factors; got "
