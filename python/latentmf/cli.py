@@ -71,13 +71,17 @@ def _raw_columns(args: argparse.Namespace) -> dict[str, Any]:
         if args.data is not None:
             raise ValueError("give a ratings file or --dataset, not both")
         ratings = load_movielens(args.dataset, cache_dir=args.data_dir)
-        return {"user": ratings.user_ids.to_ids(ratings.users), "item": ratings.item_ids.to_ids(ratings.items),
+        return {"user": _raw_ids(ratings.user_ids, ratings.users), "item": _raw_ids(ratings.item_ids, ratings.items),
                 "rating": ratings.values, "timestamp": ratings.timestamps}
     if args.data is None:
         raise ValueError("give a ratings file or --dataset NAME")
     table = read_table(args.data, header=not args.no_header)
     return {role: column(table, role, getattr(args, f"{role}_col"), args.data, required=role != "timestamp")
             for role in ("user", "item", "rating", "timestamp")}
+
+
+def _raw_ids(ids: Any, indices: np.ndarray) -> np.ndarray:
+    return indices if ids is None else ids.to_ids(indices)
 
 
 def _ratings(args: argparse.Namespace, ids_from: Any = None) -> Ratings:
@@ -150,7 +154,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.split == "none":
         test = _ratings(args, ids_from=model)
     else:
-        test = _split(_ratings(args), args)[1]
+        held_out = _split(_ratings(args), args)[1]
+        assert held_out is not None  # a split always holds some ratings out
+        test = held_out
         if test.user_ids != model.user_ids_ or test.item_ids != model.item_ids_:
             raise ValueError("the ratings have other users or items than the model: evaluate on the data the model "
                              "was trained from, with the same --split, --test-size and --seed")

@@ -3,17 +3,17 @@ synthetic generator that needs no download."""
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
-import shutil
-from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 from ._checks import as_integer, as_real
 from .data import Ratings
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 #: Where GroupLens publishes the MovieLens archives.
 MOVIELENS_URL = "https://files.grouplens.org/datasets/movielens/"
@@ -72,6 +72,9 @@ def load_movielens(name: str = "100k", *, path: Any = None, cache_dir: Any = Non
     missing and `download` is true, fetched from GroupLens on first use, checked (SHA-256 and
     size, or the published MD5; see MOVIELENS_RELEASES) and unpacked there.
     """
+    # pathlib, hashlib and shutil are imported here, not at `import latentmf`, which stays light.
+    from pathlib import Path
+
     release = _release(name)
     if path is not None:
         folder = _release_folder(Path(path), release)
@@ -125,6 +128,8 @@ def _read_release(folder: Path, release: MovieLensRelease) -> Ratings:
 def _download_release(release: MovieLensRelease, cache: Path) -> Path:
     """Fetch, check and unpack a release into `cache`; returns its folder. Nothing is left behind on
     failure, and the folder appears only complete (unpacked aside, then renamed)."""
+    import shutil
+
     cache.mkdir(parents=True, exist_ok=True)
     url = MOVIELENS_URL + release.archive
     archive = cache / f".{release.archive}.part"
@@ -152,6 +157,7 @@ def _download_release(release: MovieLensRelease, cache: Path) -> Path:
 
 def _fetch(url: str, destination: Path) -> tuple[str, str, int]:
     """Download `url` to `destination`; returns its (SHA-256, MD5, size in bytes)."""
+    import hashlib
     import urllib.request
 
     sha256, md5, size = hashlib.sha256(), hashlib.md5(), 0
@@ -172,6 +178,7 @@ def _fetch_text(url: str) -> str:
 
 
 def _unpack(archive: Path, destination: Path, release: MovieLensRelease) -> None:
+    import shutil
     import zipfile
 
     shutil.rmtree(destination, ignore_errors=True)

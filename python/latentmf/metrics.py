@@ -239,13 +239,12 @@ def evaluate(model: Any, test: Ratings, k: int = 10, *, threshold: float | None 
     users = _sorted_unique(test.users.astype(np.int64))
     row_users = users if test.user_ids is None else test.user_ids.to_ids(users)
     lists = model.recommend_all(row_users, k=k, exclude_seen=True)
-    ranking = {"users": row_users, "threshold": threshold}
     return {
         "rmse": rmse(test.values, predictions),
         "mae": mae(test.values, predictions),
-        f"precision@{k}": precision_at_k(lists, test, k, **ranking),
-        f"recall@{k}": recall_at_k(lists, test, k, **ranking),
-        f"ndcg@{k}": ndcg_at_k(lists, test, k, **ranking),
-        f"map@{k}": map_at_k(lists, test, k, **ranking),
+        f"precision@{k}": precision_at_k(lists, test, k, users=row_users, threshold=threshold),
+        f"recall@{k}": recall_at_k(lists, test, k, users=row_users, threshold=threshold),
+        f"ndcg@{k}": ndcg_at_k(lists, test, k, users=row_users, threshold=threshold),
+        f"map@{k}": map_at_k(lists, test, k, users=row_users, threshold=threshold),
         "coverage": coverage(lists, model.n_items_),
     }

@@ -144,6 +144,13 @@ class MatrixFactorization:
         With early_stopping, the epoch whose factors the model keeps; None otherwise.
     """
 
+    # Learned state that is not public (set by fit, partial_fit, latentmf.load and unpickling).
+    _native: Any
+    _training: Ratings | None
+    _seen: tuple[np.ndarray, np.ndarray] | None
+    _settings_used: dict[str, Any]
+    _default_learning_rate: float
+
     def __init__(
         self,
         factors: int = 32,
@@ -411,6 +418,11 @@ class MatrixFactorization:
             raise NotFittedError("this MatrixFactorization is not fitted yet: call fit first")
         return native
 
+    def _threads(self) -> int:
+        """The binding's thread count from the current `threads` (it never changes a result, so
+        predict and recommend follow set_params(threads=...) after fit)."""
+        return as_threads(self.threads)
+
     def _bias_arguments(self) -> tuple[float, Any, Any]:
         native = self._fitted()
         if not self._settings_used["biases"]:
@@ -450,6 +462,8 @@ class MatrixFactorization:
     def _seen_lists(self) -> tuple[np.ndarray, np.ndarray]:
         """(offsets, items): the training items of user n are items[offsets[n]:offsets[n + 1]]."""
         if self._seen is None:
+            # Only a loaded or unpickled model lacks its training ratings, and it has its seen lists.
+            assert self._training is not None
             self._seen = self._training._items_by_user()
         return self._seen
 
@@ -528,14 +542,15 @@ class MatrixFactorization:
             users, items = users.astype(np.int64), items.astype(np.int64)
         global_mean, user_bias, item_bias = self._bias_arguments()
         return _core.predict(native.U, native.V, users, items, global_mean, user_bias, item_bias,
-                             self._settings_used["threads"])
+                             self._threads())
 
     def _predict_unknown(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """The "mean" policy: the mean rating plus the bias of each side that is known (-1: unknown)."""
         predictions = np.full(len(users), self.mean_rating_)
         if self._settings_used["biases"]:
-            predictions += np.where(users >= 0, self.user_bias_[np.maximum(users, 0)], 0.0)
-            predictions += np.where(items >= 0, self.item_bias_[np.maximum(items, 0)], 0.0)
+            native = self._fitted()
+            predictions += np.where(users >= 0, native.user_bias[np.maximum(users, 0)], 0.0)
+            predictions += np.where(items >= 0, native.item_bias[np.maximum(items, 0)], 0.0)
         return predictions
 
     def _rmse(self, data: Ratings) -> float:
@@ -595,7 +610,7 @@ class MatrixFactorization:
         seen_offsets, seen_items = self._seen_lists() if exclude_seen else (None, None)
         known = users >= 0
         items, scores = _core.top_items(native.U, native.V, users[known], k, global_mean, user_bias, item_bias,
-                                        seen_offsets, seen_items, self._settings_used["threads"])
+                                        seen_offsets, seen_items, self._threads())
         if not known.all():
             # Unknown users (the "mean" policy) share one list: a user with zero factors and bias,
             # scored as predict scores them (the mean rating, plus the item bias).
@@ -615,13 +630,12 @@ class MatrixFactorization:
         dtype = self._settings_used["dtype"]
         excluded = np.unique(exclude[exclude >= 0]).astype(np.int32)
         offsets = np.array([0, len(excluded)], dtype=np.int64)
-        if self._settings_used["biases"]:
-            arguments = (native.global_mean, np.full(1, bias, dtype=dtype), native.item_bias)
-        else:
-            arguments = (0.0, None, None)
+        global_mean, user_bias, item_bias = self._bias_arguments()
+        if user_bias is not None:
+            user_bias = np.full(1, bias, dtype=dtype)  # the one user's bias, in place of the model's
         items, scores = _core.top_items(np.ascontiguousarray(factors[None, :], dtype=dtype), native.V,
-                                        np.zeros(1, dtype=np.int64), k, *arguments, offsets, excluded,
-                                        self._settings_used["threads"])
+                                        np.zeros(1, dtype=np.int64), k, global_mean, user_bias, item_bias, offsets,
+                                        excluded, self._threads())
         return items[0], scores[0]
 
     def similar_items(self, item: Any, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
@@ -636,7 +650,7 @@ class MatrixFactorization:
         unit = np.ascontiguousarray(V / np.where(norms > 0, norms, 1), dtype=V.dtype)
         items, scores = _core.top_items(unit[index], unit, np.zeros(1, dtype=np.int64), k, 0.0, None, None,
                                         np.array([0, 1], dtype=np.int64), index.astype(np.int32),
-                                        self._settings_used["threads"])
+                                        self._threads())
         found = items[0] >= 0
         return self._item_ids_out(items[0][found]), scores[0][found]
 
@@ -729,7 +743,7 @@ class MatrixFactorization:
 
     def __getstate__(self) -> dict[str, Any]:
         """Hyper-parameters, plus the fitted state in the model file's form (no native object)."""
-        state = {"params": self.get_params()}
+        state: dict[str, Any] = {"params": self.get_params()}
         if self._is_fitted():
             from .persistence import model_state
 
@@ -900,8 +914,8 @@ class _SgdTrainer(_Trainer):
         super().__init__(native, settings)
         self.grid = data._grid(settings["dtype"], settings["blocks"], settings["seed"], self.threads)
         self.adagrad = settings["solver"] == "adagrad"
-        self.accumulators = ((native.user_accumulators, native.item_accumulators) if self.adagrad
-                             else (None, None))
+        self.accumulators: tuple[Any, Any] = ((native.user_accumulators, native.item_accumulators)
+                                              if self.adagrad else (None, None))
 
     def _arrays(self) -> list[np.ndarray]:
         return super()._arrays() + [a for a in self.accumulators if a is not None]

@@ -98,7 +98,8 @@ def save(model: MatrixFactorization, path: Any) -> None:
     temporary = f"{target}.{secrets.token_hex(6)}.tmp"
     try:
         with open(temporary, "xb") as file:
-            np.savez(file, header=np.array(json.dumps(header, allow_nan=False)), **arrays)
+            members: dict[str, Any] = {"header": np.array(json.dumps(header, allow_nan=False)), **arrays}
+            np.savez(file, **members)
         os.replace(temporary, target)
     except BaseException:
         if os.path.exists(temporary):
