@@ -55,7 +55,7 @@ class TestRawIds:
         assert padded.any() and (items[padded] == -1).all()
         np.testing.assert_array_equal(items[~padded], 1000 + 7 * dense_items[~padded])
         everyone = model.recommend_all(k=3)[0]
-        assert everyone.shape == (40, 3)
+        assert everyone.shape == (40, 3) and model.recommend_all([], k=3)[0].shape == (0, 3)
 
     def test_string_item_ids_pad_with_the_empty_string(self, rng):
         ratings = Ratings.from_ids([1, 1, 2], ["a", "b", "a"], [4.0, 3.0, 2.0])
@@ -79,6 +79,12 @@ class TestRawIds:
             dense_model.predict([40], [0])
         with pytest.raises(TypeError, match="user must be a single id"):
             model.recommend(["u001", "u002"])
+        for call in (lambda: model.recommend_all(k=0), lambda: model.similar_items(1007, k=0),
+                     lambda: model.recommend_for(model.fold_in([1007], [4.0]), k=0)):
+            with pytest.raises(ValueError, match="k must be >= 1"):
+                call()
+        with pytest.raises(ValueError, match="users must be one id or a 1-dimensional array"):
+            model.recommend_all([["u001"]])
 
     def test_the_mean_policy_predicts_from_the_mean_and_known_biases(self, fitted):
         model, _, dense = fitted
@@ -162,7 +168,7 @@ class TestFoldIn:
 
     def test_no_ratings_give_zero_factors_and_unknown_items_follow_the_policy(self, fitted):
         model, _, _ = fitted
-        empty = model.fold_in(np.array([], dtype=np.int64), [])
+        empty = model.fold_in([], [])
         assert not empty.factors.any() and empty.bias == 0.0
         with pytest.raises(ValueError, match=r"items\[1\] = 3 is not among the items"):
             model.fold_in([1007, 3], [4.0, 4.0])

@@ -19,6 +19,8 @@ def as_id_array(values: Any, name: str) -> np.ndarray:
     if array.ndim != 1:
         raise ValueError(f"{name} must be 1-dimensional, got shape {array.shape}")
     kind = array.dtype.kind
+    if array.size == 0 and kind != "U":
+        return array.astype(np.int64)  # np.asarray([]) is float64: an empty list of ids is no error
     if kind in "iu":
         if kind == "u" and array.dtype.itemsize == 8 and array.size and array.max() > np.iinfo(np.int64).max:
             raise ValueError(f"{name} holds {array.max()}, beyond the int64 range")
@@ -128,6 +130,8 @@ class IdMap:
         """The dense indices (int64) of raw ids; ids not in the map raise ValueError naming the first,
         or, with ``unknown="ignore"``, come back as -1."""
         query = as_id_array(values, name)
+        if query.size == 0:
+            return np.empty(0, dtype=np.int64)
         if (query.dtype.kind == "U") != (self._ids.dtype.kind == "U"):
             expected = "strings" if self.kind == "str" else "integers"
             raise TypeError(f"{name} must hold {expected} like the ids this map was built from, "
