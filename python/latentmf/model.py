@@ -592,7 +592,7 @@ class MatrixFactorization:
     def recommend_all(self, users: Any = None, k: int = 10,
                       exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """The k best items for each of `users` (default: every user, in the order of the rows of U)
-        at once, in native code on all threads: (items, scores), each of shape (len(users), k),
+        at once, in native code on `threads` threads: (items, scores), each of shape (len(users), k),
         best first, ties by the lower item index. Where fewer than k items are left after
         excluding seen ones, the rest of the row holds item -1 (or "" for string ids) and score NaN.
         """
