@@ -6,6 +6,7 @@
 #include <pybind11/stl.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <tuple>
 #include <utility>
@@ -207,79 +208,89 @@ py::array_t<Scalar> new_matrix(std::int64_t rows, std::int64_t cols) {
   return py::array_t<Scalar>({rows, cols});
 }
 
+// Calls fn(coo) with the ratings viewed as a Coo of their own index and value types.
+template <class Fn>
+auto with_coo(const py::array& users, const py::array& items, const py::array& values, std::int64_t n_users,
+              std::int64_t n_items, Fn&& fn) {
+  return with_index(users, items, [&](auto index) {
+    return with_value(values, [&](auto value) {
+      return fn(coo_of<decltype(index), decltype(value)>(users, items, values, n_users, n_items));
+    });
+  });
+}
+
 void check_ratings(const py::array& users, const py::array& items, const py::array& values,
                    std::int64_t n_users, std::int64_t n_items, int threads) {
-  with_index(users, items, [&](auto index) {
-    with_value(values, [&](auto value) {
-      const auto coo = coo_of<decltype(index), decltype(value)>(users, items, values, n_users, n_items);
+  with_coo(users, items, values, n_users, n_items, [&](const auto& coo) {
+    const int t = latentmf::resolve_threads(threads);
+    py::gil_scoped_release release;
+    latentmf::check_ratings(coo, t);
+  });
+}
+
+// A native Structure<Scalar> (Scalar from `dtype`) built from the ratings with the GIL released,
+// handed to Python, which owns it from then on.
+template <template <class> class Structure, class... Extra>
+py::object build_from_ratings(const py::array& users, const py::array& items, const py::array& values,
+                              std::int64_t n_users, std::int64_t n_items, const std::string& dtype, int threads,
+                              Extra... extra) {
+  return with_scalar(dtype, [&](auto scalar) {
+    using Scalar = decltype(scalar);
+    return with_coo(users, items, values, n_users, n_items, [&](const auto& coo) {
       const int t = latentmf::resolve_threads(threads);
-      py::gil_scoped_release release;
-      latentmf::check_ratings(coo, t);
+      std::unique_ptr<Structure<Scalar>> result;
+      {
+        py::gil_scoped_release release;
+        result = std::make_unique<Structure<Scalar>>(coo, extra..., t);
+      }
+      return py::cast(std::move(result));
     });
   });
 }
 
 py::object index_ratings(const py::array& users, const py::array& items, const py::array& values,
                          std::int64_t n_users, std::int64_t n_items, const std::string& dtype, int threads) {
-  return with_scalar(dtype, [&](auto scalar) {
-    using Scalar = decltype(scalar);
-    return with_index(users, items, [&](auto index) {
-      return with_value(values, [&](auto value) {
-        const auto coo = coo_of<decltype(index), decltype(value)>(users, items, values, n_users, n_items);
-        const int t = latentmf::resolve_threads(threads);
-        RatingsIndex<Scalar>* result;
-        {
-          py::gil_scoped_release release;
-          result = new RatingsIndex<Scalar>(latentmf::index_ratings<Scalar>(coo, t));
-        }
-        return py::cast(result, py::return_value_policy::take_ownership);
-      });
-    });
-  });
+  return build_from_ratings<RatingsIndex>(users, items, values, n_users, n_items, dtype, threads);
 }
 
 py::object block_grid(const py::array& users, const py::array& items, const py::array& values,
                       std::int64_t n_users, std::int64_t n_items, int blocks, std::uint64_t seed,
                       const std::string& dtype, int threads) {
-  return with_scalar(dtype, [&](auto scalar) {
-    using Scalar = decltype(scalar);
-    return with_index(users, items, [&](auto index) {
-      return with_value(values, [&](auto value) {
-        const auto coo = coo_of<decltype(index), decltype(value)>(users, items, values, n_users, n_items);
-        const int t = latentmf::resolve_threads(threads);
-        BlockGrid<Scalar>* result;
-        {
-          py::gil_scoped_release release;
-          result = new BlockGrid<Scalar>(coo, blocks, seed, t);
-        }
-        return py::cast(result, py::return_value_policy::take_ownership);
-      });
-    });
-  });
+  return build_from_ratings<BlockGrid>(users, items, values, n_users, n_items, dtype, threads, blocks, seed);
 }
 
 py::array_t<std::int64_t> visiting_order(const py::array& users, const py::array& items, const py::array& values,
                                          std::int64_t n_users, std::int64_t n_items, int blocks,
                                          std::uint64_t seed, std::int64_t epoch, int threads) {
-  return with_index(users, items, [&](auto index) {
-    return with_value(values, [&](auto value) {
-      const auto coo = coo_of<decltype(index), decltype(value)>(users, items, values, n_users, n_items);
-      const int t = latentmf::resolve_threads(threads);
-      std::vector<std::int64_t> order;
-      {
-        py::gil_scoped_release release;
-        order = latentmf::grid_visiting_order(coo, blocks, seed, epoch, t);
-      }
-      return py::array_t<std::int64_t>(static_cast<py::ssize_t>(order.size()), order.data());
-    });
+  return with_coo(users, items, values, n_users, n_items, [&](const auto& coo) {
+    const int t = latentmf::resolve_threads(threads);
+    std::vector<std::int64_t> order;
+    {
+      py::gil_scoped_release release;
+      order = latentmf::grid_visiting_order(coo, blocks, seed, epoch, t);
+    }
+    return to_array(order);
   });
 }
 
 py::tuple objective_tuple(const latentmf::Objective& o) { return py::make_tuple(o.squared_errors, o.penalty); }
 
-// (squared_errors, penalty): L = (squared_errors + regularization * penalty) / 2.
 template <class Scalar>
-py::tuple objective(const RatingsIndex<Scalar>& index, const py::array& U, const py::array& V, double global_mean,
+latentmf::Objective objective_of(const RatingsIndex<Scalar>& data, const Factors<Scalar>& f, const Biases<Scalar>& b,
+                                 int threads) {
+  return kernels<Scalar>().objective(data, f, b, threads);
+}
+
+template <class Scalar>
+latentmf::Objective objective_of(const BlockGrid<Scalar>& data, const Factors<Scalar>& f, const Biases<Scalar>& b,
+                                 int threads) {
+  return kernels<Scalar>().grid_objective(data, f, b, threads);
+}
+
+// (squared_errors, penalty) of the ratings `data` holds (a RatingsIndex or a BlockGrid):
+// L = (squared_errors + regularization * penalty) / 2.
+template <class Scalar, class Data>
+py::tuple objective(const Data& data, const py::array& U, const py::array& V, double global_mean,
                     const py::object& user_bias, const py::object& item_bias, int threads) {
   const auto f = factors_of<Scalar>(U, V, false);
   const auto b = biases_of<Scalar>(user_bias, item_bias, global_mean, f, false);
@@ -287,24 +298,9 @@ py::tuple objective(const RatingsIndex<Scalar>& index, const py::array& U, const
   latentmf::Objective o;
   {
     py::gil_scoped_release release;
-    o = kernels<Scalar>().objective(index, f, b, t);
+    o = objective_of(data, f, b, t);
   }
-  return objective_tuple(o);
-}
-
-template <class Scalar>
-py::tuple grid_objective(const BlockGrid<Scalar>& grid, const py::array& U, const py::array& V,
-                         double global_mean, const py::object& user_bias, const py::object& item_bias,
-                         int threads) {
-  const auto f = factors_of<Scalar>(U, V, false);
-  const auto b = biases_of<Scalar>(user_bias, item_bias, global_mean, f, false);
-  const int t = latentmf::resolve_threads(threads);
-  latentmf::Objective o;
-  {
-    py::gil_scoped_release release;
-    o = kernels<Scalar>().grid_objective(grid, f, b, t);
-  }
-  return objective_tuple(o);
+  return py::make_tuple(o.squared_errors, o.penalty);
 }
 
 // (offsets, cols): the cols of row r are cols[offsets[r]:offsets[r + 1]], sorted increasing.
@@ -539,7 +535,7 @@ void bind_ratings_index(py::module_& m, const char* name) {
       .def_property_readonly("size", [](const I& i) { return i.size; })
       .def_property_readonly("n_users", [](const I& i) { return i.n_users; })
       .def_property_readonly("n_items", [](const I& i) { return i.n_items; });
-  m.def("objective", &objective<Scalar>, "index"_a, "U"_a, "V"_a, "global_mean"_a, "user_bias"_a,
+  m.def("objective", &objective<Scalar, RatingsIndex<Scalar>>, "index"_a, "U"_a, "V"_a, "global_mean"_a, "user_bias"_a,
         "item_bias"_a, "threads"_a);
   m.def("gradients", &gradients<Scalar>, "index"_a, "U"_a, "V"_a, "regularization"_a, "global_mean"_a,
         "user_bias"_a, "item_bias"_a, "threads"_a);
@@ -563,7 +559,7 @@ void bind_block_grid(py::module_& m, const char* name) {
       })
       .def("user_groups", [](const G& g) { return to_array(g.user_groups()); })
       .def("item_groups", [](const G& g) { return to_array(g.item_groups()); });
-  m.def("grid_objective", &grid_objective<Scalar>, "grid"_a, "U"_a, "V"_a, "global_mean"_a, "user_bias"_a,
+  m.def("grid_objective", &objective<Scalar, BlockGrid<Scalar>>, "grid"_a, "U"_a, "V"_a, "global_mean"_a, "user_bias"_a,
         "item_bias"_a, "threads"_a);
   m.def("sgd_grid", &sgd_grid<Scalar>, "grid"_a, "U"_a, "V"_a, "learning_rate"_a, "regularization"_a,
         "epoch"_a, "sub_epoch"_a, "global_mean"_a, "user_bias"_a, "item_bias"_a, "user_accumulators"_a,

@@ -61,19 +61,16 @@ struct RatingsIndex {
   std::int64_t n_items = 0;
   CompressedRatings<Scalar> by_user;
   CompressedRatings<Scalar> by_item;
-};
 
-template <class Scalar, class Index, class Value>
-RatingsIndex<Scalar> index_ratings(const Coo<Index, Value>& r, int threads) {
-  check_ratings(r, threads);
-  check_index_range(r.n_users, r.n_items);
-  RatingsIndex<Scalar> index;
-  index.size = r.size;
-  index.n_users = r.n_users;
-  index.n_items = r.n_items;
-  index.by_user = compress<Scalar>(r.users, r.items, r.values, r.size, r.n_users);
-  index.by_item = compress<Scalar>(r.items, r.users, r.values, r.size, r.n_items);
-  return index;
-}
+  RatingsIndex() = default;
+
+  template <class Index, class Value>
+  RatingsIndex(const Coo<Index, Value>& r, int threads) : size(r.size), n_users(r.n_users), n_items(r.n_items) {
+    check_ratings(r, threads);
+    check_index_range(r.n_users, r.n_items);
+    by_user = compress<Scalar>(r.users, r.items, r.values, r.size, r.n_users);
+    by_item = compress<Scalar>(r.items, r.users, r.values, r.size, r.n_items);
+  }
+};
 
 }  // namespace latentmf
