@@ -47,7 +47,7 @@ REGULARIZATION = 0.02
 INIT_STD = 0.1
 
 FULL: dict[str, Any] = {"factors": [16, 32, 64], "ratings": 2_000_000, "users": 50_000, "items": 5_000,
-                        "repeats": 5, "rounds": 3, "top_n_users": 2_000}
+                        "repeats": 5, "rounds": 5, "top_n_users": 2_000}
 QUICK: dict[str, Any] = {"factors": [32], "ratings": 300_000, "users": 10_000, "items": 2_000,
                          "repeats": 3, "rounds": 2, "top_n_users": 500}
 
@@ -88,7 +88,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--items", type=_positive_int, help="synthetic items (default: 5,000)")
     parser.add_argument("--top-n-users", type=_positive_int, help="users whose top 10 is timed (default: 2,000)")
     parser.add_argument("--repeats", type=_positive_int, help="timed calls per process (default: 5)")
-    parser.add_argument("--rounds", type=_positive_int, help="turns each configuration takes (default: 3)")
+    parser.add_argument("--rounds", type=_positive_int, help="turns each configuration takes (default: 5)")
     parser.add_argument("--seed", type=int, default=0, help="seeds the data and factors (default: 0)")
     parser.add_argument("--quick", action="store_true", help="a small, fast smoke run")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the results to FILE")
