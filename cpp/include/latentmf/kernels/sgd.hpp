@@ -68,7 +68,7 @@ inline void step_factors(Scalar* LATENTMF_RESTRICT u, Scalar* LATENTMF_RESTRICT 
   }
 #endif
   Scalar sum_u = 0, sum_v = 0;
-LATENTMF_OMP_SIMD(reduction(+ : sum_u, sum_v))
+  LATENTMF_OMP_SIMD(reduction(+ : sum_u, sum_v))
   for (std::int64_t f = lo; f < hi; ++f) {
     const Scalar x = u[f], y = v[f];
     const Scalar g_u = e * y - lambda * x, g_v = e * x - lambda * y;
