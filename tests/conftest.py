@@ -66,6 +66,24 @@ def rng():
     return np.random.default_rng(12345)
 
 
+#: The kernel level chosen at import (the best this CPU runs, or what LATENTMF_ISA asked for), and
+#: every level this CPU can run.
+DEFAULT_ISA = latentmf.build_info()["isa"]
+SUPPORTED_ISAS = latentmf.build_info()["isa_levels_supported"]
+
+
+@pytest.fixture(scope="module", params=SUPPORTED_ISAS, ids=lambda level: f"isa={level}")
+def isa(request):
+    """Runs the module's tests once per kernel level this CPU supports (the tests of one level
+    together), then restores the level chosen at import. Use with
+    `pytestmark = pytest.mark.usefixtures("isa")`."""
+    latentmf._core.select_isa(request.param)
+    try:
+        yield request.param
+    finally:
+        latentmf._core.select_isa(DEFAULT_ISA)
+
+
 def _read_movielens(name):
     table = np.loadtxt(ML100K / name, dtype=np.int64)
     return latentmf.Ratings(table[:, 0] - 1, table[:, 1] - 1, table[:, 2].astype(np.float32), 943, 1682)

@@ -9,6 +9,9 @@ import latentmf
 
 from conftest import random_factors, random_ratings
 
+# Every test here runs once per kernel level this CPU supports: determinism holds at each level.
+pytestmark = pytest.mark.usefixtures("isa")
+
 
 def _groups(ratings, blocks, seed):
     grid = ratings._grid("float64", blocks, seed, 0)

@@ -12,6 +12,9 @@ from latentmf import reference
 
 from conftest import DTYPES, INDEX_DTYPES, assert_close, random_biases, random_factors, random_ratings
 
+# Every test here runs once per kernel level this CPU supports (generic, avx2, avx512, ...).
+pytestmark = pytest.mark.usefixtures("isa")
+
 # (n_users, n_items, n_ratings, F): users and items without ratings, F = 1, one rating, a full row.
 SHAPES = [(20, 15, 90, 4), (40, 3, 60, 1), (1, 1, 1, 1), (3, 50, 150, 7), (64, 64, 300, 33)]
 

@@ -7,7 +7,7 @@ SGD or full-batch gradient descent in a C++/OpenMP core. Start with `MatrixFacto
 
 from typing import Any
 
-from . import _core, datasets, metrics, reference
+from . import _core, _isa, datasets, metrics, reference
 from ._version import __version__
 from .data import Ratings
 from .functions import gradients, gradients_dense, loss, sgd_epoch, sgd_order
@@ -15,9 +15,14 @@ from .idmap import IdMap
 from .model import MatrixFactorization, NotFittedError, UserFactors
 
 
+_isa.apply_environment()
+
+
 def build_info() -> dict[str, Any]:
     """How the native core was built: OpenMP (yes/no and version), compiler, Eigen version, the
-    instruction sets compiled in, the float types, and the threads available now."""
+    instruction sets compiled in, the float types, and the threads available now; `isa_levels`
+    are the kernel levels compiled in, `isa_levels_supported` those this CPU runs, and `isa` the
+    one that runs (the best supported, or lower if the environment variable LATENTMF_ISA says so)."""
     return _core.build_info()
 
 

@@ -2,9 +2,11 @@
 // checks every native routine runs before it reads them.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <vector>
 
 #include "errors.hpp"
 #include "parallel.hpp"
@@ -39,13 +41,13 @@ void check_ratings(const Coo<Index, Value>& r, int threads) {
   require(r.n_users >= 1, "n_users must be >= 1, got ", r.n_users);
   require(r.n_items >= 1, "n_items must be >= 1, got ", r.n_items);
   const Chunks chunks = even_chunks(r.size, 1 << 16);
+  // The first bad rating of each chunk, then the lowest of them (a min reduction would need
+  // OpenMP 3.1, which MSVC's /openmp lacks).
+  std::vector<std::int64_t> first_in_chunk(static_cast<std::size_t>(chunks.count()), r.size);
+  parallel_for(chunks.count(), threads,
+               [&](std::int64_t c) { first_in_chunk[c] = first_bad_rating(r, chunks.begin(c), chunks.end(c)); });
   std::int64_t first = r.size;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) reduction(min : first) num_threads(threads)
-#endif
-  for (std::int64_t c = 0; c < chunks.count(); ++c)
-    first = std::min(first, first_bad_rating(r, chunks.begin(c), chunks.end(c)));
-  (void)threads;
+  for (std::int64_t k : first_in_chunk) first = std::min(first, k);
   if (first == r.size) return;
   const auto k = first;
   require(r.users[k] >= 0 && r.users[k] < r.n_users, "users[", k, "] = ", +r.users[k],

@@ -90,12 +90,12 @@ Objective gradient_row(const SidePass<Scalar>& p, std::int64_t n) {
       const Scalar* w = p.other + std::int64_t(cols[k]) * F;
       const Scalar e = error(k, dot<FixedF>(x, w, F));
       if (g) {
-#pragma omp simd
+        LATENTMF_OMP_SIMD()
         for (std::int64_t f = 0; f < F; ++f) g[f] += e * w[f];
       }
     }
     if (g) {
-#pragma omp simd
+      LATENTMF_OMP_SIMD()
       for (std::int64_t f = 0; f < F; ++f) g[f] += weight * x[f];
     }
   }

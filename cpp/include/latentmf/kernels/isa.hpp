@@ -14,3 +14,12 @@
 #define LATENTMF_RESTRICT __restrict
 #define LATENTMF_PREFETCH(address) ((void)(address))
 #endif
+
+// `#pragma omp simd` with the given clauses, for GCC and Clang (with OpenMP or -fopenmp-simd).
+// Nothing for MSVC, whose /openmp implements OpenMP 2.0, which has no simd directive.
+#if defined(__GNUC__) || defined(__clang__)
+#define LATENTMF_PRAGMA_TEXT(text) _Pragma(#text)
+#define LATENTMF_OMP_SIMD(...) LATENTMF_PRAGMA_TEXT(omp simd __VA_ARGS__)
+#else
+#define LATENTMF_OMP_SIMD(...)
+#endif

@@ -67,7 +67,7 @@ template <bool Norms, class Scalar>
 inline void step_factors(Scalar* LATENTMF_RESTRICT u, Scalar* LATENTMF_RESTRICT v, std::int64_t lo, std::int64_t hi,
                          Scalar e, Scalar eta_u, Scalar eta_v, Scalar lambda, Scalar& norm_u, Scalar& norm_v) {
   Scalar sum_u = 0, sum_v = 0;
-#pragma omp simd reduction(+ : sum_u, sum_v)
+  LATENTMF_OMP_SIMD(reduction(+ : sum_u, sum_v))
   for (std::int64_t f = lo; f < hi; ++f) {
     const Scalar x = u[f], y = v[f];
     const Scalar g_u = e * y - lambda * x, g_v = e * x - lambda * y;

@@ -184,7 +184,7 @@ inline Scalar dot(const Scalar* a, const Scalar* b, std::int64_t n) {
 #endif
   const std::int64_t F = width<FixedF>(n);
   Scalar sum = 0;
-#pragma omp simd reduction(+ : sum)
+  LATENTMF_OMP_SIMD(reduction(+ : sum))
   for (std::int64_t f = 0; f < F; ++f) sum += a[f] * b[f];
   return sum;
 }
