@@ -211,7 +211,7 @@ def test_worker_killed_without_restarts_is_a_clear_error(client, ratings):
         if epoch == 0:
             _kill_one_worker(client, workers)
 
-    with pytest.raises(ldask.WorkerLostError, match="left the cluster during training"):
+    with pytest.raises(ldask.WorkerLostError, match="a worker left the cluster during training"):
         ldask.fit(model, ratings, client, restarts=0, _after_epoch=kill_after_first_epoch)
     assert not hasattr(model, "history_")
     client.wait_for_workers(3, timeout=60)

@@ -75,6 +75,7 @@ class DaskFitReport:
     other_bytes_moved: int = 0
     setup_bytes: int = 0
     result_bytes: int = 0
+    setup_seconds: float = 0.0
     epoch_seconds: list[float] = field(default_factory=list)
     wall_seconds: float = 0.0
     compute_seconds: float = 0.0
@@ -90,7 +91,7 @@ class DaskFitReport:
 
     @property
     def utilization(self) -> float:
-        """Compute seconds (in the native calls) over wall seconds times the workers' threads."""
+        """Compute seconds (in the training tasks) over training wall seconds times the workers' threads."""
         capacity = self.wall_seconds * max(self.worker_threads, 1)
         return self.compute_seconds / capacity if capacity > 0 else math.nan
 
@@ -106,9 +107,9 @@ class DaskFitReport:
             f"ratings per block: min {low}, mean {mean:.1f}, max {high}",
             f"V bytes moved per epoch: predicted {predicted:,.0f}, measured {measured:,.0f}",
             f"U bytes moved: {self.u_bytes_moved}, other bytes moved after set-up: {self.other_bytes_moved}",
-            f"set-up bytes {self.setup_bytes:,}, result bytes {self.result_bytes:,}",
-            f"wall {self.wall_seconds:.3f} s ({per_epoch:.3f} s per epoch), compute {self.compute_seconds:.3f} s, "
-            f"utilization {self.utilization:.0%}",
+            f"set-up {self.setup_seconds:.3f} s, {self.setup_bytes:,} bytes; result {self.result_bytes:,} bytes",
+            f"training wall {self.wall_seconds:.3f} s ({per_epoch:.3f} s per epoch), compute {self.compute_seconds:.3f} s "
+            f"(utilization {self.utilization:.0%} of the workers' threads)",
         ])
 
 
@@ -276,11 +277,24 @@ class _Settings:
     threads: int
 
 
-def _sgd_task(shards: list[_Shard], user_states: list[np.ndarray], item_states: list[np.ndarray],
-              item_groups: list[int], learning_rate: float, warm_up: bool,
-              settings: _Settings) -> tuple[list[np.ndarray], list[np.ndarray], tuple[list[float], bool, float]]:
-    """One worker's blocks of one sub-epoch, on copies of the states it is given."""
+_Stats = tuple[list[float], bool, float]
+
+
+def _sgd_task(shards: list[_Shard], previous: Any, item_states: list[np.ndarray], item_groups: list[int],
+              learning_rate: float, warm_up: bool,
+              settings: _Settings) -> tuple[list[np.ndarray], list[np.ndarray], list[_Stats]]:
+    """One worker's blocks of one sub-epoch, on copies of the states it is given.
+
+    `previous` is the worker's user-group states (a list), or the result of its task of the
+    sub-epoch before, whose states it continues from and whose statistics it carries on, so that
+    neither needs a task of its own per sub-epoch. Returns (user states, item states,
+    [(block errors, all finite, seconds) of each sub-epoch of the epoch so far]).
+    """
     start = time.perf_counter()
+    if isinstance(previous, tuple):
+        user_states, stats = previous[0], list(previous[2])
+    else:
+        user_states, stats = previous, []
     users = [_aligned_copy(state) for state in user_states]
     items = [_aligned_copy(state) for state in item_states]
     errors = _core.sgd_shards([shard.grid for shard in shards], users, items, list(item_groups), settings.factors,
@@ -288,8 +302,11 @@ def _sgd_task(shards: list[_Shard], user_states: list[np.ndarray], item_states: 
                               settings.adagrad, warm_up, _worker_threads(settings.threads))
     finite = all(math.isfinite(e) for e in errors)
     if finite and settings.adagrad:
-        finite = all(np.isfinite(state).all() for state in users + items)
-    return users, items, (list(errors), finite, time.perf_counter() - start)
+        # AdaGrad's accumulators (each state's last 2 n entries) can overflow before any error does.
+        row = settings.factors + int(settings.biases) + 2
+        finite = all(np.isfinite(state[len(state) // row * (row - 2):]).all() for state in users + items)
+    stats.append((list(errors), finite, time.perf_counter() - start))
+    return users, items, stats
 
 
 def _evaluate_task(shards: list[_Shard], user_states: list[np.ndarray], item_states: list[np.ndarray],
@@ -495,6 +512,8 @@ class _Training:
         self.seen_logs: set[tuple[Any, ...]] = set()
         self.moved: dict[str, int] = {"v": 0, "u": 0, "other": 0}
         self.v_measured = [0] * settings["epochs"]
+        self.last: list[Any] = [None] * len(workers)
+        self.setup_seconds = 0.0
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -523,14 +542,15 @@ class _Training:
                 return self.client.gather(futures)
             except Exception as error:
                 if type(error).__name__ in ("KilledWorker", "FutureCancelledError", "CancelledError"):
-                    raise _WorkerLost(str(error)) from error
+                    # A result was lost with its worker (the scheduler may not list it as gone yet).
+                    raise _WorkerLost(f"a worker left the cluster during training ({error})") from error
                 raise
 
     def check_workers(self) -> None:
         present = set(self.client.scheduler_info(**_all_workers(self.client))["workers"])
         lost = [w for w in self.workers if w not in present]
         if lost:
-            raise _WorkerLost(f"worker {lost[0]} left the cluster during training")
+            raise _WorkerLost(f"a worker left the cluster during training ({lost[0]})")
 
     # -- set-up ------------------------------------------------------------------------------------
 
@@ -633,14 +653,18 @@ class _Training:
             new_v: list[Any] = [None] * B
             for w, groups in enumerate(plan.groups):
                 items = [plan.item_group(p, t, s) for p in groups]
-                result = self.submit(_sgd_task, self.shards_of(w), self.u_states[w], [self.v_states[q] for q in items],
+                # The first task of an epoch starts from the user states alone (no statistics).
+                previous = self.u_states[w] if s == 0 else self.last[w]
+                result = self.submit(_sgd_task, self.shards_of(w), previous, [self.v_states[q] for q in items],
                                      items, learning_rate, warm_up, self.task_settings,
                                      key=self.key("sgd", t, s, w), worker=w)
-                self.u_states[w] = self.submit(_pick, result, 0, key=self.key("u", t, s, w), worker=w)
+                self.last[w] = result
                 for i, q in enumerate(items):
                     new_v[q] = self.submit(_pick, result, 1, i, key=self.key("v", t, s, q), worker=w)
-                stats.append(self.submit(_pick, result, 2, key=self.key("stats", t, s, w), worker=w))
             self.v_states = new_v
+        for w in range(len(self.workers)):
+            stats.append(self.submit(_pick, self.last[w], 2, key=self.key("stats", t, w), worker=w))
+            self.u_states[w] = self.submit(_pick, self.last[w], 0, key=self.key("u", t, w), worker=w)
         evaluation = []
         if self.evaluate:
             for w in range(len(self.workers)):
@@ -665,7 +689,8 @@ class _Training:
         last = time.perf_counter()
         for t in range(epochs):
             epoch = pending.pop(t)
-            stats = self.wait(epoch["stats"])
+            # (block errors, finite, seconds) of every task of the epoch
+            stats = [entry for per_worker in self.wait(epoch["stats"]) for entry in per_worker]
             evaluation = self.wait(epoch["evaluation"]) if epoch["evaluation"] else []
             now = time.perf_counter()
             record = {"stats": stats, "evaluation": evaluation, "seconds": now - last, "step": steps[t]}
@@ -703,7 +728,7 @@ class _Training:
                         self.moved["other"] += nbytes
 
     def release(self) -> None:
-        for name in ("shards", "u_states", "v_states"):
+        for name in ("shards", "u_states", "v_states", "last"):
             setattr(self, name, [])
 
 
@@ -772,6 +797,8 @@ def fit(model: MatrixFactorization, data: Any, client: Client | None = None, use
         start = time.perf_counter()
         try:
             training.setup()
+            training.setup_seconds = time.perf_counter() - start
+            start = time.perf_counter()
             records, good = training.run(learning_rate)
             _finish(model, training, inputs, records, good, time.perf_counter() - start, attempt)
             return model
@@ -855,7 +882,7 @@ def _finish(model: MatrixFactorization, training: _Training, inputs: _Inputs, re
                                             biases, adagrad, itemsize, training.evaluate)[:len(history["epoch"])],
         v_bytes_measured=training.v_measured[:len(history["epoch"])],
         u_bytes_moved=training.moved["u"], other_bytes_moved=training.moved["other"],
-        setup_bytes=training.setup_bytes, result_bytes=training.result_bytes,
+        setup_bytes=training.setup_bytes, result_bytes=training.result_bytes, setup_seconds=training.setup_seconds,
         epoch_seconds=list(history["seconds"]), wall_seconds=wall, compute_seconds=compute,
         worker_threads=_total_threads(training), restarts=attempt,
         transfer_log_complete=True,
