@@ -81,6 +81,7 @@ class DaskFitReport:
     compute_seconds: float = 0.0
     worker_threads: int = 0
     restarts: int = 0
+    #: False when a worker's transfer log was full at a read: v_bytes_measured may then miss some.
     transfer_log_complete: bool = True
 
     @property
@@ -442,11 +443,11 @@ def _inputs(data: Any, client: Client, user: str, item: str, rating: str) -> _In
     # The mean as Ratings.mean computes it, over the ratings in the partitions' order.
     inputs.mean = float(np.mean(values, dtype=np.float64))
     del values
-    for side, ids in (("user", inputs.user_ids), ("item", inputs.item_ids)):
+    for side, id_map in (("user", inputs.user_ids), ("item", inputs.item_ids)):
         low = min(s[f"min_{side}"] for s in summaries if s["size"])
         if low < 0:
             raise ValueError(f"{side} indices must be >= 0, got {low}")
-        count = len(ids) if ids is not None else max(s[f"max_{side}"] for s in summaries) + 1
+        count = len(id_map) if id_map is not None else max(s[f"max_{side}"] for s in summaries) + 1
         setattr(inputs, f"n_{side}s", int(count))
     return inputs
 
@@ -504,7 +505,10 @@ class _Training:
                  evaluate: bool, keep_seen: bool, after_epoch: Callable[[int], None] | None,
                  verbose: bool) -> None:
         self.client, self.inputs, self.settings, self.workers = client, inputs, settings, workers
+        # With the ratings on the driver, recommend() reads the seen items there.
+        keep_seen = keep_seen and inputs.local is None
         self.evaluate, self.keep_seen, self.after_epoch, self.verbose = evaluate, keep_seen, after_epoch, verbose
+        self.log_complete = True
         self.B = settings["blocks"]
         self.plan = _Plan(self.B, len(workers), settings["seed"], settings["epochs"])
         self.token = uuid.uuid4().hex[:12]
@@ -603,7 +607,7 @@ class _Training:
         self.result_bytes = sum(a.nbytes for pair in (self.seen or []) for a in pair)
         # The initial state, drawn on the driver exactly as MatrixFactorization.fit draws it.
         native = _new_native(dtype, inputs.n_users, inputs.n_items, settings["factors"])
-        _initialize(native, inputs, settings)
+        _initialize(native, inputs, settings)  # type: ignore[arg-type]  # it reads only .mean
         self.native = native
         self.global_mean = native.global_mean if settings["biases"] else 0.0
         self.task_settings = _Settings(settings["factors"], settings["regularization"], self.global_mean,
@@ -711,7 +715,9 @@ class _Training:
         """Adds up, from the workers' logs, the bytes of this fit's keys sent between workers."""
         prefix = f"-{self.token}"
         logs = self.client.run(_transfer_log, prefix, workers=self.workers)
-        for worker, entries in logs.items():
+        for worker, (entries, full) in logs.items():
+            # A full log may have dropped entries since the last read (distributed.admin.low-level-log-length).
+            self.log_complete = self.log_complete and not full
             for entry in entries:
                 identity = (worker, entry["start"], entry["who"], tuple(sorted(map(str, entry["keys"]))))
                 if identity in self.seen_logs:
@@ -732,15 +738,17 @@ class _Training:
             setattr(self, name, [])
 
 
-def _transfer_log(prefix: str, dask_worker: Any = None) -> list[dict[str, Any]]:
-    """This worker's incoming transfers of keys whose name contains `prefix`."""
+def _transfer_log(prefix: str, dask_worker: Any = None) -> tuple[list[dict[str, Any]], bool]:
+    """This worker's incoming transfers of keys whose name contains `prefix`, and whether its log
+    is full (older entries then fall off)."""
     entries = []
-    for entry in list(dask_worker.transfer_incoming_log):
+    log = dask_worker.transfer_incoming_log
+    for entry in list(log):
         keys = [(key, int(nbytes)) for key, nbytes in entry["keys"].items()
                 if isinstance(key, tuple) and prefix in str(key[0])]
         if keys:
             entries.append({"start": entry["start"], "who": entry["who"], "keys": keys})
-    return entries
+    return entries, log.maxlen is not None and len(log) >= log.maxlen
 
 
 def fit(model: MatrixFactorization, data: Any, client: Client | None = None, user: str = "user", item: str = "item",
@@ -885,17 +893,19 @@ def _finish(model: MatrixFactorization, training: _Training, inputs: _Inputs, re
         setup_bytes=training.setup_bytes, result_bytes=training.result_bytes, setup_seconds=training.setup_seconds,
         epoch_seconds=list(history["seconds"]), wall_seconds=wall, compute_seconds=compute,
         worker_threads=_total_threads(training), restarts=attempt,
-        transfer_log_complete=True,
+        transfer_log_complete=training.log_complete,
     )
     model._native = native
     model._settings_used = settings
-    model._training = inputs.local if inputs.local is not None else _SeenItems(training, inputs)
+    # What recommend() reads of the training ratings: the seen items.
+    model._training = inputs.local if inputs.local is not None else _SeenItems(training, inputs)  # type: ignore
     model.history_ = history
-    model.dask_report_ = report
+    fitted: Any = model  # attributes only a distributed fit sets
+    fitted.dask_report_ = report
     if inputs.user_ids is not None:
-        model.user_ids_ = inputs.user_ids
+        fitted.user_ids_ = inputs.user_ids
     if inputs.item_ids is not None:
-        model.item_ids_ = inputs.item_ids
+        fitted.item_ids_ = inputs.item_ids
     training.release()
     if diverged is not None:
         epoch, step = diverged
@@ -926,11 +936,11 @@ def _objective(training: _Training, evaluation: list[dict[str, Any]]) -> tuple[f
             block_errors[p * B:(p + 1) * B] = result["errors"][i * B:(i + 1) * B]
             norms, bias = result["users"][i]
             user_norms[training.user_rows[p]] = norms
-            if biases:
+            if user_bias is not None:
                 user_bias[training.user_rows[p]] = bias
         for q, (norms, bias) in result["items"].items():
             item_norms[training.item_rows[q]] = norms
-            if biases:
+            if item_bias is not None:
                 item_bias[training.item_rows[q]] = bias
     squared_errors = 0.0
     for error in block_errors:
