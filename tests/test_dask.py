@@ -149,6 +149,22 @@ def test_dataframe_of_indices_and_dask_arrays_equal_local_fit(client, ratings):
     assert_same_model(local, ldask.fit(_model(blocks=5), arrays, client, workers=2))
 
 
+@pytest.mark.parametrize("history", [True, False])
+def test_divergence_keeps_the_last_finite_epoch_like_local_fit(client, ratings, history):
+    settings = {"solver": "sgd", "learning_rate": 2.0, "epochs": 4, "biases": False}
+    local = _model(**settings)
+    with pytest.raises(FloatingPointError) as local_error:
+        local.fit(ratings)
+    fitted = _model(**settings)
+    with pytest.raises(FloatingPointError, match="diverged in epoch") as error:
+        ldask.fit(fitted, ratings, client, workers=2, history=history)
+    if history:  # the same epoch is found to diverge: the same model is kept
+        assert str(error.value).split(":")[0] == str(local_error.value).split(":")[0]
+        assert_same_model(local, fitted)
+        assert fitted.history_["loss"] == local.history_["loss"]
+    assert np.isfinite(fitted.U).all() and np.isfinite(fitted.V).all()
+
+
 def test_configurations_that_cannot_work_are_refused(client, ratings):
     with pytest.raises(ValueError, match="3 workers but only blocks=2"):
         ldask.fit(_model(blocks=2), ratings, client)

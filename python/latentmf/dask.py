@@ -697,13 +697,22 @@ class _Training:
             stats = [entry for per_worker in self.wait(epoch["stats"]) for entry in per_worker]
             evaluation = self.wait(epoch["evaluation"]) if epoch["evaluation"] else []
             now = time.perf_counter()
-            record = {"stats": stats, "evaluation": evaluation, "seconds": now - last, "step": steps[t]}
+            record = {"stats": stats, "evaluation": evaluation, "seconds": now - last, "step": steps[t],
+                      "loss": math.nan, "train_rmse": math.nan}
             last = now
             self.read_transfer_logs()
-            if not all(finite for _, finite, _ in stats):
-                records.append(record)
-                return records, good
+            record["diverged"] = not all(finite for _, finite, _ in stats)
+            if evaluation and not record["diverged"]:
+                squared_errors, penalty = _objective(self, evaluation)
+                record["loss"] = 0.5 * (squared_errors + self.settings["regularization"] * penalty)
+                record["train_rmse"] = math.sqrt(squared_errors / self.inputs.size)
+                record["diverged"] = not math.isfinite(record["loss"])
             records.append(record)
+            if record["diverged"]:
+                return records, good
+            if self.verbose:
+                print(f"epoch {t + 1:3d}/{epochs}  loss {record['loss']:.6g}  train RMSE {record['train_rmse']:.4f}  "
+                      f"{record['seconds']:.2f}s", file=sys.stdout, flush=True)
             good = {"u": epoch["u"], "v": epoch["v"]}
             if t + ahead < epochs:
                 pending[t + ahead] = self.submit_epoch(t + ahead, steps[t + ahead])
@@ -862,25 +871,14 @@ def _finish(model: MatrixFactorization, training: _Training, inputs: _Inputs, re
     for t, record in enumerate(records):
         compute += sum(seconds for _, _, seconds in record["stats"])
         compute += sum(e["seconds"] for e in record["evaluation"])
-        if not all(finite for _, finite, _ in record["stats"]):
+        if record["diverged"]:
             diverged = (t, record["step"])
             break
-        loss = rmse = math.nan
-        if record["evaluation"]:
-            squared_errors, penalty = _objective(training, record["evaluation"])
-            loss = 0.5 * (squared_errors + settings["regularization"] * penalty)
-            rmse = math.sqrt(squared_errors / inputs.size)
-            if not math.isfinite(loss):
-                diverged = (t, record["step"])
-                break
         history["epoch"].append(t)
-        history["loss"].append(loss)
-        history["train_rmse"].append(rmse)
+        history["loss"].append(record["loss"])
+        history["train_rmse"].append(record["train_rmse"])
         history["validation_rmse"].append(math.nan)
         history["seconds"].append(record["seconds"])
-        if model.verbose:
-            print(f"epoch {t + 1:3d}/{settings['epochs']}  loss {loss:.6g}  train RMSE {rmse:.4f}  "
-                  f"{record['seconds']:.2f}s", file=sys.stdout, flush=True)
     itemsize = np.dtype(settings["dtype"]).itemsize
     report = DaskFitReport(
         blocks=training.B, workers=list(training.workers),
