@@ -76,6 +76,48 @@ def test_equals_local_fit_for_each_solver_and_width(client, ratings, solver, bia
     assert fitted.history_["loss"] == local.history_["loss"]
 
 
+@pytest.mark.parametrize("blocks, workers", [(4, 2), (5, 3), (8, 8)])
+def test_schedule_is_a_dependency_graph_without_barriers(blocks, workers):
+    """Each training task reads only its worker's previous task, its worker's shards and the item
+    groups of its blocks, each from the task that last updated that group."""
+    submitted = {}
+
+    class Recorder(ldask._Training):
+        def submit(self, fn, *args, key, worker):
+            submitted[key] = (fn, args, worker)
+            return key
+
+    training = Recorder.__new__(Recorder)
+    training.B, training.workers, training.token = blocks, [f"w{w}" for w in range(workers)], "t"
+    training.plan = ldask._Plan(blocks, workers, seed=7, epochs=2)
+    training.settings = {"solver": "adagrad"}
+    training.task_settings = None
+    training.evaluate = False
+    training.shards = [("shard", p) for p in range(blocks)]
+    training.u_states = [("u0", w) for w in range(workers)]
+    training.v_states = [("v0", q) for q in range(blocks)]
+    training.last = [None] * workers
+    for t in range(2):
+        training.submit_epoch(t, 0.1)
+    plan = training.plan
+    last_update = {q: ("v0", q) for q in range(blocks)}
+    for t in range(2):
+        for s in range(blocks):
+            for w, groups in enumerate(plan.groups):
+                fn, args, worker = submitted[training.key("sgd", t, s, w)]
+                shards, previous, item_states, items = args[:4]
+                assert worker == w and shards == [("shard", p) for p in groups]
+                assert previous == (training.key("sgd", t, s - 1, w) if s else
+                                    (("u0", w) if t == 0 else training.key("u", t - 1, w)))
+                assert items == [plan.item_group(p, t, s) for p in groups]
+                assert item_states == [last_update[q] for q in items]
+                for q in items:  # the pick of each updated group runs where it was updated
+                    pick = training.key("v", t, s, q)
+                    assert submitted[pick][1][0] == training.key("sgd", t, s, w) and submitted[pick][2] == w
+            for q in range(blocks):
+                last_update[q] = training.key("v", t, s, q)
+
+
 @pytest.mark.parametrize("blocks, workers", [(4, 2), (5, 2), (5, 3), (2, 2)])
 def test_measured_v_bytes_equal_the_prediction_and_nothing_else_moves(client, ratings, blocks, workers):
     fitted = ldask.fit(_model(blocks=blocks), ratings, client, workers=workers)
