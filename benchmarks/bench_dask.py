@@ -23,9 +23,11 @@ import argparse
 import platform
 import time
 
+import distributed
 import numpy as np
 
 import latentmf
+import latentmf.dask
 
 
 def _per_epoch(seconds: list[float]) -> float:
@@ -45,10 +47,6 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-
-    import distributed
-
-    import latentmf.dask
 
     start = time.perf_counter()
     data = latentmf.datasets.synthetic(args.users, args.items, args.ratings, seed=args.seed)

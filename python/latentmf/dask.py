@@ -23,7 +23,6 @@ Importing this module imports dask and distributed: `import latentmf` never does
 from __future__ import annotations
 
 import math
-import operator
 import sys
 import time
 import uuid
@@ -109,8 +108,8 @@ class DaskFitReport:
             f"V bytes moved per epoch: predicted {predicted:,.0f}, measured {measured:,.0f}",
             f"U bytes moved: {self.u_bytes_moved}, other bytes moved after set-up: {self.other_bytes_moved}",
             f"set-up {self.setup_seconds:.3f} s, {self.setup_bytes:,} bytes; result {self.result_bytes:,} bytes",
-            f"training wall {self.wall_seconds:.3f} s ({per_epoch:.3f} s per epoch), compute {self.compute_seconds:.3f} s "
-            f"(utilization {self.utilization:.0%} of the workers' threads)",
+            f"training wall {self.wall_seconds:.3f} s ({per_epoch:.3f} s per epoch), "
+            f"compute {self.compute_seconds:.3f} s (utilization {self.utilization:.0%} of the workers' threads)",
         ])
 
 
@@ -231,7 +230,8 @@ def _split_partition(columns: tuple[np.ndarray, np.ndarray, np.ndarray], user_gr
 
 
 def _build_shard(pieces: list[tuple[np.ndarray, np.ndarray, np.ndarray]], n_users: int, n_items: int, blocks: int,
-                 seed: int, user_group: int, dtype: str, threads: int, keep_seen: bool) -> tuple[_Shard, dict[str, Any]]:
+                 seed: int, user_group: int, dtype: str, threads: int,
+                 keep_seen: bool) -> tuple[_Shard, dict[str, Any]]:
     """The shard of one user group from its pieces (in the global order), and what the driver needs
     to know of it: block sizes, rating counts (users of the group, all items), seen items."""
     users = np.concatenate([piece[0] for piece in pieces]) if pieces else np.empty(0, np.int64)
@@ -404,7 +404,6 @@ def _inputs(data: Any, client: Client, user: str, item: str, rating: str) -> _In
         inputs.local = data
         inputs.n_users, inputs.n_items, inputs.size, inputs.mean = data.n_users, data.n_items, len(data), data.mean
         return inputs
-    partitions: list[Any]
     if hasattr(data, "to_delayed") and hasattr(data, "columns"):
         missing = [name for name in (user, item, rating) if name not in data.columns]
         if missing:
@@ -465,10 +464,16 @@ def _default_client(client: Client | None) -> Client:
         raise ValueError("no Dask client: pass client= or create a distributed.Client first") from None
 
 
-def _choose_workers(client: Client, workers: int | Sequence[str] | None, blocks: int) -> list[str]:
+def _choose_workers(client: Client, workers: int | Sequence[str] | None, blocks: int,
+                    strict: bool = True) -> list[str]:
+    """The workers to train on. After a worker was lost (strict=False) whatever workers there are
+    will do, up to the number asked for and B: the result does not depend on them."""
     available = sorted(client.scheduler_info(**_all_workers(client))["workers"])
     if not available:
         raise ValueError("the Dask cluster has no workers")
+    if not strict:
+        count = workers if isinstance(workers, int) else len(available) if workers is None else len(workers)
+        return available[:max(1, min(count, len(available), blocks))]
     if workers is None:
         chosen = available
     elif isinstance(workers, int):
@@ -807,10 +812,9 @@ def fit(model: MatrixFactorization, data: Any, client: Client | None = None, use
         learning_rate = DEFAULT_LEARNING_RATE[settings["solver"]]
     attempt = 0
     while True:
-        chosen = _choose_workers(client, workers if attempt == 0 or not isinstance(workers, list) else None,
-                                 settings["blocks"])
+        chosen = _choose_workers(client, workers, settings["blocks"], strict=attempt == 0)
         training = _Training(client, inputs, settings, chosen, history, keep_seen, _after_epoch if attempt == 0
-                             else None, settings_verbose(model))
+                             else None, bool(model.verbose))
         start = time.perf_counter()
         try:
             training.setup()
@@ -831,10 +835,6 @@ def fit(model: MatrixFactorization, data: Any, client: Client | None = None, use
             _wait_for_workers(client, 1)
 
 
-def settings_verbose(model: MatrixFactorization) -> bool:
-    return bool(model.verbose)
-
-
 def _wait_for_workers(client: Client, n: int, timeout: float = 30.0) -> None:
     try:
         client.wait_for_workers(n, timeout=timeout)
@@ -852,10 +852,9 @@ def _finish(model: MatrixFactorization, training: _Training, inputs: _Inputs, re
     if adagrad:
         native.user_accumulators[...] = 1
         native.item_accumulators[...] = 1
-    final = good if good is not None else None
-    if final is not None:
-        u_lists = training.wait(final["u"])
-        v_states = training.wait(final["v"])
+    if good is not None:
+        u_lists = training.wait(good["u"])
+        v_states = training.wait(good["v"])
         for w, states in enumerate(u_lists):
             for p, state in zip(training.plan.groups[w], states):
                 training.unpack(state, training.user_rows[p], native.U, native.user_bias if biases else None,
