@@ -147,6 +147,24 @@ def test_prediction_formula_when_every_worker_has_one_group(client, ratings):
     assert with_history.v_bytes_measured == with_history.v_bytes_predicted
 
 
+def test_workers_run_the_drivers_instruction_set_level(client, ratings):
+    info = latentmf.build_info()
+    levels = info["isa_levels_supported"]
+    if len(levels) < 2:
+        pytest.skip("this CPU supports one instruction-set level only")
+    best = _model(factors=32, epochs=2).fit(ratings)
+    latentmf._core.select_isa(levels[0])
+    try:
+        local = _model(factors=32, epochs=2).fit(ratings)
+        fitted = ldask.fit(_model(factors=32, epochs=2), ratings, client, workers=2)
+    finally:
+        latentmf._core.select_isa(info["isa"])
+    assert_same_model(local, fitted)
+    # the levels round differently, so running the workers at another level would show
+    assert not np.array_equal(best.V, fitted.V)
+    assert_same_model(best, ldask.fit(_model(factors=32, epochs=2), ratings, client, workers=2))
+
+
 def test_fitted_model_predicts_and_recommends_as_usual(client, ratings):
     local = _model().fit(ratings)
     fitted = ldask.fit(_model(), ratings, client, workers=2)
