@@ -801,7 +801,14 @@ PYBIND11_MODULE(_core, m) {
         "seen_offsets"_a, "seen_items"_a, "threads"_a);
   m.def("shard_grid", &shard_grid, "users"_a, "items"_a, "values"_a, "n_users"_a, "n_items"_a, "blocks"_a, "seed"_a,
         "user_group"_a, "dtype"_a, "threads"_a);
-  m.def("sub_epoch_shifts", &latentmf::sub_epoch_shifts, "blocks"_a, "seed"_a, "epoch"_a);
+  m.def(
+      "sub_epoch_shifts",
+      [](int blocks, std::uint64_t seed, std::int64_t epoch) {
+        latentmf::require(blocks >= 1 && blocks <= latentmf::max_blocks, "blocks must be in [1, ",
+                          latentmf::max_blocks, "], got ", blocks);
+        return latentmf::sub_epoch_shifts(blocks, seed, epoch);
+      },
+      "blocks"_a, "seed"_a, "epoch"_a);
   m.def("grid_groups", &grid_groups, "n"_a, "blocks"_a, "seed"_a, "side"_a);
   m.def("sgd_shards", &sgd_shards, "shards"_a, "user_states"_a, "item_states"_a, "item_groups"_a, "n_factors"_a,
         "learning_rate"_a, "regularization"_a, "global_mean"_a, "biases"_a, "adagrad"_a, "warm_up"_a, "threads"_a);
