@@ -219,7 +219,7 @@ class TestModel:
             model.predict([0, 1], [0])
         with pytest.raises(TypeError, match="users must hold integer"):
             model.predict([0.5], [0])
-        with pytest.raises(ValueError, match="user must be >= 0 and <= 19"):
+        with pytest.raises(ValueError, match=r"user = 20 is outside \[0, n_users=20\)"):
             model.recommend(20)
         with pytest.raises(ValueError, match="k must be >= 1"):
             model.recommend(0, k=0)

@@ -174,37 +174,50 @@ def test_fitted_model_predicts_and_recommends_as_usual(client, ratings):
         np.testing.assert_array_equal(a, b)
 
 
-def test_dataframe_with_raw_ids_equals_local_fit(client, ratings):
+def test_dataframe_with_raw_ids_equals_local_fit(client, ratings, tmp_path):
+    """Ids are mapped as Ratings.from_dataframe maps them: strings and sparse integers get an IdMap."""
     pd = pytest.importorskip("pandas")
     dd = pytest.importorskip("dask.dataframe")
     frame = pd.DataFrame({
         "who": np.char.add("u", ratings.users.astype(str)),
-        "what": ratings.items.astype(np.int64) * 7 + 1000,  # integers are indices ...
+        "what": ratings.items.astype(np.int64) * 7 + 1000,  # sparse integer ids
         "stars": ratings.values,
     })
-    frame["what"] = frame["what"].astype(str)  # ... so make these raw ids
-    distributed_frame = dd.from_pandas(frame, npartitions=3, sort=False)
-    fitted = ldask.fit(_model(), distributed_frame, client, user="who", item="what", rating="stars", workers=2)
-    user_ids, item_ids = np.unique(frame["who"].to_numpy()), np.unique(frame["what"].to_numpy())
-    np.testing.assert_array_equal(fitted.user_ids_, user_ids)
-    np.testing.assert_array_equal(fitted.item_ids_, item_ids)
-    mapped = latentmf.Ratings(np.searchsorted(user_ids, frame["who"].to_numpy()),
-                              np.searchsorted(item_ids, frame["what"].to_numpy()), frame["stars"].to_numpy())
-    local = _model().fit(mapped)
+    fitted = ldask.fit(_model(), dd.from_pandas(frame, npartitions=3, sort=False), client, user="who",
+                       item="what", rating="stars", workers=2)
+    local = _model().fit(latentmf.Ratings.from_dataframe(frame, user="who", item="what", rating="stars"))
+    assert fitted.user_ids_ == local.user_ids_ and fitted.user_ids_ is not None
+    assert fitted.item_ids_ == local.item_ids_ and fitted.item_ids_ is not None
     assert_same_model(local, fitted)
     assert fitted.history_["loss"] == local.history_["loss"]
-    for a, b in zip(local.recommend(3, k=5), fitted.recommend(3, k=5)):
+    for a, b in zip(local.recommend("u3", k=5), fitted.recommend("u3", k=5)):
         np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(local.predict(["u3", "u5"], [1007, 1014]),
+                                  fitted.predict(["u3", "u5"], [1007, 1014]))
+    # an ordinary model: saved and loaded, it answers the same
+    fitted.save(tmp_path / "model.npz")
+    loaded = latentmf.load(tmp_path / "model.npz")
+    assert_same_model(local, loaded)
+    for a, b in zip(local.recommend("u3", k=5), loaded.recommend("u3", k=5)):
+        np.testing.assert_array_equal(a, b)
+    # without the seen items, recommend excludes nothing
+    bare = ldask.fit(_model(epochs=1), dd.from_pandas(frame, npartitions=2), client, user="who", item="what",
+                     rating="stars", workers=1, keep_seen=False)
+    assert len(bare.recommend("u3", k=len(bare.item_ids_))[0]) == len(bare.item_ids_)
 
 
 def test_dataframe_of_indices_and_dask_arrays_equal_local_fit(client, ratings):
     pd = pytest.importorskip("pandas")
     dd = pytest.importorskip("dask.dataframe")
     da = pytest.importorskip("dask.array")
+    frame = pd.DataFrame({"user": ratings.users, "item": ratings.items, "rating": ratings.values})
+    local = _model(blocks=5).fit(latentmf.Ratings.from_dataframe(frame))
+    fitted = ldask.fit(_model(blocks=5), dd.from_pandas(frame, npartitions=4, sort=False), client, workers=2)
+    assert fitted.user_ids_ == local.user_ids_ and fitted.item_ids_ == local.item_ids_
+    assert_same_model(local, fitted)
+    for a, b in zip(local.recommend(3, k=5), fitted.recommend(3, k=5)):
+        np.testing.assert_array_equal(a, b)
     local = _model(blocks=5).fit(ratings)
-    frame = dd.from_pandas(pd.DataFrame({"user": ratings.users, "item": ratings.items, "rating": ratings.values}),
-                           npartitions=4, sort=False)
-    assert_same_model(local, ldask.fit(_model(blocks=5), frame, client, workers=2))
     arrays = tuple(da.from_array(a, chunks=1700) for a in (ratings.users, ratings.items, ratings.values))
     assert_same_model(local, ldask.fit(_model(blocks=5), arrays, client, workers=2))
 
@@ -232,6 +245,11 @@ def test_configurations_that_cannot_work_are_refused(client, ratings):
         ldask.fit(_model(solver="gd"), ratings, client)
     with pytest.raises(ValueError, match="workers=4"):
         ldask.fit(_model(), ratings, client, workers=4)
+    with pytest.raises(ValueError, match="early_stopping"):
+        ldask.fit(_model(early_stopping=2), ratings, client, workers=1)
+    fitted = _model(epochs=1, warm_start=True).fit(ratings)
+    with pytest.raises(ValueError, match="warm_start"):
+        ldask.fit(fitted, ratings, client, workers=1)
     # a bad rating found on a worker (while it builds its shard) comes back as the same ValueError
     pd = pytest.importorskip("pandas")
     dd = pytest.importorskip("dask.dataframe")

@@ -7,11 +7,12 @@ SGD or full-batch gradient descent in a C++/OpenMP core. Start with `MatrixFacto
 
 from typing import Any
 
-from . import _core, datasets, reference
+from . import _core, datasets, metrics, reference
 from ._version import __version__
 from .data import Ratings
 from .functions import gradients, gradients_dense, loss, sgd_epoch, sgd_order
-from .model import MatrixFactorization, NotFittedError
+from .idmap import IdMap
+from .model import MatrixFactorization, NotFittedError, UserFactors
 
 
 def build_info() -> dict[str, Any]:
@@ -20,16 +21,29 @@ def build_info() -> dict[str, Any]:
     return _core.build_info()
 
 
+def load(path: Any) -> MatrixFactorization:
+    """The model that `MatrixFactorization.save` wrote to `path`, read without unpickling anything
+    and checked member by member (see `latentmf.persistence` for the format)."""
+    # Imported here so that `import latentmf` does not pay for json and zipfile.
+    from .persistence import load as load_model
+
+    return load_model(path)
+
+
 __all__ = [
+    "IdMap",
     "MatrixFactorization",
     "NotFittedError",
     "Ratings",
+    "UserFactors",
     "__version__",
     "build_info",
     "datasets",
     "gradients",
     "gradients_dense",
+    "load",
     "loss",
+    "metrics",
     "reference",
     "sgd_epoch",
     "sgd_order",

@@ -1,4 +1,4 @@
-"""The `latentmf` command (also `python -m latentmf`)."""
+"""The `latentmf` command (also `python -m latentmf`): train, evaluate, predict, recommend, info, demo."""
 
 from __future__ import annotations
 
@@ -6,13 +6,226 @@ import argparse
 import json
 import sys
 import time
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from . import __version__, build_info
-from .datasets import synthetic
+from ._tables import column, read_table, write_rows
+from .data import Ratings
+from .datasets import load_movielens, synthetic
 from .model import MatrixFactorization
+
+EPILOG = """\
+examples:
+  latentmf train ratings.csv -o model.npz --split time --plot curve.png
+  latentmf train --dataset ml-100k --data-dir ~/data -o model.npz
+  latentmf evaluate model.npz --dataset ml-100k --data-dir ~/data --split time
+  latentmf recommend model.npz --user 196 --user 186 -k 5
+  latentmf predict model.npz --user 196 --item 242 --item 302 --format json
+
+Run 'latentmf COMMAND --help' for the options of each command."""
+
+DATA_HELP = """\
+Ratings come from a file (.csv, .tsv or .parquet; Parquet needs pandas and pyarrow) with a header
+row and columns for user, item and rating (found by name: user/userId/user_id, item/itemId/movieId,
+rating/score; or name them with --user-col, --item-col, --rating-col), or from a named MovieLens
+release with --dataset (downloaded once into --data-dir, or the LATENTMF_DATA directory, or
+~/.cache/latentmf)."""
+
+
+def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_argument_group("ratings")
+    source.add_argument("data", nargs="?", metavar="DATA", help="ratings file: .csv, .tsv or .parquet (or use --dataset)")
+    source.add_argument("--dataset", metavar="NAME",
+                        help="a MovieLens release instead of a file: ml-100k, ml-1m, ml-10m, ml-20m, ml-25m, "
+                             "ml-32m, ml-latest-small, ml-latest")
+    source.add_argument("--data-dir", metavar="DIR",
+                        help="where named datasets are found or downloaded to (default: $LATENTMF_DATA or "
+                             "~/.cache/latentmf)")
+    source.add_argument("--no-header", action="store_true",
+                        help="the file has no header row: its columns are user, item, rating[, timestamp]")
+    for role in ("user", "item", "rating", "timestamp"):
+        source.add_argument(f"--{role}-col", metavar="NAME", help=f"name of the {role} column")
+
+
+def _add_split_arguments(parser: argparse.ArgumentParser) -> None:
+    split = parser.add_argument_group("held-out ratings")
+    split.add_argument("--split", choices=["none", "random", "user", "time"], default="none",
+                       help="hold out ratings: at random, a share of every user, or every user's latest "
+                            "(needs timestamps) (default: %(default)s)")
+    split.add_argument("--test-size", type=float, default=None,
+                       help="the share held out (random, user; default 0.2) or the ratings per user (time; "
+                            "default 1)")
+    split.add_argument("--seed", type=int, default=0, help="seed of the split and of the model (default: 0)")
+
+
+def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--format", choices=["csv", "json"], default="csv", help="output format (default: csv)")
+    parser.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of the standard output")
+
+
+def _raw_columns(args: argparse.Namespace) -> dict[str, Any]:
+    """The ratings as raw columns (user, item, rating, timestamp or None), from the file or dataset."""
+    if args.dataset is not None:
+        if args.data is not None:
+            raise ValueError("give a ratings file or --dataset, not both")
+        ratings = load_movielens(args.dataset, cache_dir=args.data_dir)
+        return {"user": _raw_ids(ratings.user_ids, ratings.users), "item": _raw_ids(ratings.item_ids, ratings.items),
+                "rating": ratings.values, "timestamp": ratings.timestamps}
+    if args.data is None:
+        raise ValueError("give a ratings file or --dataset NAME")
+    table = read_table(args.data, header=not args.no_header)
+    return {role: column(table, role, getattr(args, f"{role}_col"), args.data, required=role != "timestamp")
+            for role in ("user", "item", "rating", "timestamp")}
+
+
+def _raw_ids(ids: Any, indices: np.ndarray) -> np.ndarray:
+    return indices if ids is None else ids.to_ids(indices)
+
+
+def _ratings(args: argparse.Namespace, ids_from: Any = None) -> Ratings:
+    raw = _raw_columns(args)
+    return Ratings.from_ids(raw["user"], raw["item"], raw["rating"], timestamps=raw["timestamp"],
+                            ids_from=ids_from)
+
+
+def _split(ratings: Ratings, args: argparse.Namespace) -> tuple[Ratings, Ratings | None]:
+    if args.split == "none":
+        return ratings, None
+    if args.split == "time":
+        size = 1 if args.test_size is None else args.test_size
+        return ratings.split_by_time(int(size) if size >= 1 else size)
+    size = 0.2 if args.test_size is None else args.test_size
+    size = int(size) if size >= 1 else size
+    if args.split == "user":
+        return ratings.split_by_user(size, seed=args.seed)
+    return ratings.split(size, seed=args.seed)
+
+
+def _train(args: argparse.Namespace) -> int:
+    train, test = _split(_ratings(args), args)
+    model = MatrixFactorization(factors=args.factors, solver=args.solver, epochs=args.epochs,
+                                learning_rate=args.learning_rate, regularization=args.regularization,
+                                biases=not args.no_biases, threads=args.threads, seed=args.seed, verbose=True,
+                                progress=args.progress, early_stopping=args.early_stopping, unknown=args.unknown)
+    print(f"Training on {len(train)} ratings of {train.n_users} users and {train.n_items} items"
+          + ("" if test is None else f", holding out {len(test)}") + ".", flush=True)
+    model.fit(train, validation=test)
+    if model.best_epoch_ is not None:
+        print(f"Kept epoch {model.best_epoch_ + 1}, the best on the held-out ratings.")
+    model.save(args.output)
+    print(f"Saved the model to {args.output}.")
+    if args.plot is not None:
+        _plot(model.history_, args.plot)
+        print(f"Saved the learning curves to {args.plot}.")
+    return 0
+
+
+def _plot(history: dict[str, list[float]], path: str) -> None:
+    try:
+        from matplotlib.figure import Figure
+        from matplotlib.ticker import MaxNLocator
+    except ImportError:
+        raise ImportError("--plot needs matplotlib: pip install 'latentmf[plot]'") from None
+    figure = Figure(figsize=(6, 4), layout="tight")
+    axes = figure.subplots()
+    epochs = np.asarray(history["epoch"]) + 1
+    axes.plot(epochs, history["train_rmse"], marker="o", label="training")
+    if not np.isnan(history["validation_rmse"]).all():
+        axes.plot(epochs, history["validation_rmse"], marker="o", label="held out")
+    axes.set(xlabel="epoch", ylabel="RMSE", title="Learning curves")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.savefig(path)
+
+
+def _load_model(path: str) -> MatrixFactorization:
+    from .persistence import load
+
+    return load(path)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .metrics import evaluate
+
+    model = _load_model(args.model)
+    if args.split == "none":
+        test = _ratings(args, ids_from=model)
+    else:
+        held_out = _split(_ratings(args), args)[1]
+        assert held_out is not None  # a split always holds some ratings out
+        test = held_out
+        if test.user_ids != model.user_ids_ or test.item_ids != model.item_ids_:
+            raise ValueError("the ratings have other users or items than the model: evaluate on the data the model "
+                             "was trained from, with the same --split, --test-size and --seed")
+    report = evaluate(model, test, k=args.k, threshold=args.threshold)
+    if args.format == "json":
+        text = json.dumps(report, indent=1) + "\n"
+        if args.output is None:
+            sys.stdout.write(text)
+        else:
+            with open(args.output, "w", encoding="utf-8") as file:
+                file.write(text)
+    else:
+        write_rows(["metric", "value"], [list(report), list(report.values())], args.output, "csv")
+    return 0
+
+
+def _ids(model_ids: Any, values: Sequence[Any], name: str) -> np.ndarray:
+    """Ids from the command line or a file in the type of the model's ids: strings if it has string
+    ids, else integers."""
+    array = np.asarray(values)
+    if model_ids is not None and model_ids.kind == "str":
+        return array.astype(str)
+    if array.dtype.kind in "iu":
+        return array.astype(np.int64)
+    try:
+        return array.astype(str).astype(np.int64)
+    except ValueError:
+        raise ValueError(f"{name} must be integers for this model, got {array.tolist()[:3]}") from None
+
+
+def _predict(args: argparse.Namespace) -> int:
+    model = _load_model(args.model)
+    if args.data is not None:
+        table = read_table(args.data, header=not args.no_header)
+        users = column(table, "user", args.user_col, args.data)
+        items = column(table, "item", args.item_col, args.data)
+    elif args.user and args.item:
+        users, items = args.user, args.item
+        if len(users) == 1:
+            users = users * len(items)
+        if len(users) != len(items):
+            raise ValueError("give one --user, or as many --user as --item")
+    else:
+        raise ValueError("give a file of (user, item) pairs, or --user and --item")
+    users = _ids(model.user_ids_, users, "users")
+    items = _ids(model.item_ids_, items, "items")
+    write_rows(["user", "item", "prediction"], [users, items, model.predict(users, items)], args.output,
+               args.format)
+    return 0
+
+
+def _recommend(args: argparse.Namespace) -> int:
+    model = _load_model(args.model)
+    if args.all:
+        users = model.user_ids_.ids if model.user_ids_ is not None else np.arange(model.n_users_)
+    elif args.users_file is not None:
+        with open(args.users_file, encoding="utf-8") as file:
+            users = _ids(model.user_ids_, [line.strip() for line in file if line.strip()], "users")
+    elif args.user:
+        users = _ids(model.user_ids_, args.user, "users")
+    else:
+        raise ValueError("give --user (one or more), --users-file or --all")
+    items, scores = model.recommend_all(users, k=args.k, exclude_seen=not args.include_seen)
+    found = ~np.isnan(scores)
+    rows = np.nonzero(found)
+    ranks = np.broadcast_to(np.arange(1, args.k + 1), found.shape)[rows]
+    write_rows(["user", "rank", "item", "score"], [np.asarray(users)[rows[0]], ranks, items[rows], scores[rows]],
+               args.output, args.format)
+    return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -42,11 +255,88 @@ def _info(args: argparse.Namespace) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="latentmf",
-        description="Latent-factor (matrix factorization) models of ratings.",
+        prog="latentmf", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+        description="Latent-factor (matrix factorization) models of ratings: train a model on a table of "
+                    "(user, item, rating), evaluate it, and get predictions and top-N recommendations in your "
+                    "own user and item ids.",
     )
     parser.add_argument("--version", action="version", version=f"latentmf {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    raw = argparse.RawDescriptionHelpFormatter
+
+    train = commands.add_parser(
+        "train", help="fit a model to ratings and save it", formatter_class=raw,
+        description="Fits a model to the ratings, printing each epoch's loss and RMSE (with a progress bar "
+                    "when tqdm is installed), and saves it to a model file for the other commands.\n\n" + DATA_HELP)
+    _add_data_arguments(train)
+    _add_split_arguments(train)
+    model = train.add_argument_group("model")
+    model.add_argument("--factors", type=int, default=32, help="latent factors (default: %(default)s)")
+    model.add_argument("--epochs", type=int, default=20, help="training epochs (default: %(default)s)")
+    model.add_argument("--solver", choices=["adagrad", "sgd", "gd"], default="adagrad",
+                       help="training algorithm (default: %(default)s)")
+    model.add_argument("--learning-rate", type=float, default=None, help="step size (default: the solver's)")
+    model.add_argument("--regularization", type=float, default=0.07, help="L2 weight per rating (default: 0.07)")
+    model.add_argument("--no-biases", action="store_true", help="leave out the mean rating and the biases")
+    model.add_argument("--early-stopping", type=int, metavar="PATIENCE",
+                       help="with --split, stop when the held-out RMSE has not improved for PATIENCE epochs and "
+                            "keep the best epoch")
+    model.add_argument("--unknown", choices=["error", "mean"], default="error",
+                       help="what the model does with ids it was not trained on: refuse, or predict from the "
+                            "mean rating and biases (default: %(default)s)")
+    model.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
+    train.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
+                       help="show a progress bar when tqdm is installed (default: on)")
+    train.add_argument("--plot", metavar="PNG", help="save the learning curves (RMSE per epoch) there; needs matplotlib")
+    train.add_argument("-o", "--output", metavar="MODEL", required=True, help="the model file to write (.npz)")
+    train.set_defaults(run=_train)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="measure a model on held-out ratings", formatter_class=raw,
+        description="Prints RMSE and MAE of the predictions, and precision, recall, NDCG and MAP at k and "
+                    "coverage of the top-k lists (leaving out what each user rated in training). Give the "
+                    "held-out ratings as a file or dataset, or give the data the model was trained from with "
+                    "the same --split, --test-size and --seed to evaluate on its held-out part.\n\n" + DATA_HELP)
+    evaluate.add_argument("model", metavar="MODEL", help="a model file written by 'latentmf train'")
+    _add_data_arguments(evaluate)
+    _add_split_arguments(evaluate)
+    evaluate.add_argument("-k", type=int, default=10, help="length of the top-k lists (default: %(default)s)")
+    evaluate.add_argument("--threshold", type=float, default=None,
+                          help="a held-out rating counts as relevant when at least this (default: any rating)")
+    _add_output_arguments(evaluate)
+    evaluate.set_defaults(run=_evaluate)
+
+    predict = commands.add_parser(
+        "predict", help="predicted ratings for (user, item) pairs", formatter_class=raw,
+        description="Prints the predicted rating of each (user, item) pair, in your ids: from a file with user "
+                    "and item columns, or from --user and --item (one user with many items, or pairs).")
+    predict.add_argument("model", metavar="MODEL", help="a model file written by 'latentmf train'")
+    predict.add_argument("data", nargs="?", metavar="PAIRS", help="a .csv, .tsv or .parquet file of pairs")
+    predict.add_argument("--user", action="append", help="a user id (repeat for pairs)")
+    predict.add_argument("--item", action="append", help="an item id (repeat for more)")
+    predict.add_argument("--no-header", action="store_true", help="the file has no header: columns user, item")
+    predict.add_argument("--user-col", metavar="NAME", help="name of the user column")
+    predict.add_argument("--item-col", metavar="NAME", help="name of the item column")
+    _add_output_arguments(predict)
+    predict.set_defaults(run=_predict)
+
+    recommend = commands.add_parser(
+        "recommend", help="top-k items for users", formatter_class=raw,
+        description="Prints the k items with the highest predicted rating for each user (rows of user, rank, "
+                    "item, score), leaving out the items the user rated in training.")
+    recommend.add_argument("model", metavar="MODEL", help="a model file written by 'latentmf train'")
+    recommend.add_argument("--user", action="append", help="a user id (repeat for more users)")
+    recommend.add_argument("--users-file", metavar="FILE", help="a file with one user id per line")
+    recommend.add_argument("--all", action="store_true", help="every user of the model")
+    recommend.add_argument("-k", type=int, default=10, help="items per user (default: %(default)s)")
+    recommend.add_argument("--include-seen", action="store_true", help="keep the items each user rated in training")
+    _add_output_arguments(recommend)
+    recommend.set_defaults(run=_recommend)
+
+    info = commands.add_parser("info", help="print the version and how the native core was built",
+                               description="Prints the version, OpenMP, compiler, Eigen version and "
+                                           "instruction sets of the native core, as JSON.")
+    info.set_defaults(run=_info)
 
     demo = commands.add_parser(
         "demo", help="fit a model on built-in synthetic data (no download) and show the results",
@@ -61,11 +351,6 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     demo.set_defaults(run=_demo)
-
-    info = commands.add_parser("info", help="print the version and how the native core was built",
-                               description="Prints the version, OpenMP, compiler, Eigen version and "
-                                           "instruction sets of the native core, as JSON.")
-    info.set_defaults(run=_info)
     return parser
 
 
@@ -73,6 +358,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, TypeError, MemoryError) as error:
+    except (ValueError, TypeError, MemoryError, OSError, ImportError, ArithmeticError) as error:
         print(f"latentmf {args.command}: error: {error}", file=sys.stderr)
         return 2

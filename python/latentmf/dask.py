@@ -40,6 +40,7 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
 
 from . import _core
 from .data import Ratings, _index_array, _value_array
+from .idmap import IdMap, as_id_array
 from .model import DEFAULT_LEARNING_RATE, MatrixFactorization, _initialize, _new_native
 
 __all__ = ["DaskFitReport", "WorkerLostError", "fit"]
@@ -348,22 +349,18 @@ class _Inputs:
         self.partitions: list[Future] = []  # futures of (users, items, values)
         self.n_users = self.n_items = self.size = 0
         self.mean = 0.0
-        self.user_ids: np.ndarray | None = None
-        self.item_ids: np.ndarray | None = None
+        self.user_ids: IdMap | None = None
+        self.item_ids: IdMap | None = None
         self.setup_bytes = 0
 
 
-def _frame_columns(frame: Any, user: str, item: str, rating: str, user_ids: np.ndarray | None,
-                   item_ids: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _frame_columns(frame: Any, user: str, item: str, rating: str, user_ids: IdMap | None,
+                   item_ids: IdMap | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(users, items, values) of one pandas partition, ids mapped to indices when maps are given."""
     columns = []
     for name, ids in ((user, user_ids), (item, item_ids)):
-        column = frame[name].to_numpy()
-        if ids is not None:
-            index = np.searchsorted(ids, column)
-            columns.append(index.astype(np.int64))
-        else:
-            columns.append(_index_array(column, name))
+        column = as_id_array(frame[name].to_numpy(), name)
+        columns.append(ids.to_index(column, name) if ids is not None else _index_array(column, name))
     values = _value_array(frame[rating].to_numpy(), rating)
     return columns[0], columns[1], values
 
@@ -383,17 +380,16 @@ def _column_summary(columns: tuple[np.ndarray, np.ndarray, np.ndarray]) -> dict[
 
 
 def _distinct(frame: Any, column: str) -> np.ndarray:
-    """The distinct ids of one column of one partition."""
-    ids = frame[column]
-    if ids.isna().any():
-        raise ValueError(f"column {column!r} holds missing ids")
-    return np.asarray(ids.unique())
+    """The distinct ids of one column of one partition, sorted (checked as `Ratings.from_ids` checks them)."""
+    return np.unique(as_id_array(frame[column].to_numpy(), column))
 
 
-def _is_integer_column(frame: Any, column: str) -> bool:
-    import pandas
-
-    return bool(pandas.api.types.is_integer_dtype(frame[column].dtype))
+def _id_map(distinct: list[np.ndarray]) -> IdMap | None:
+    """The map `IdMap.encode` would make of the whole column, from each partition's distinct ids:
+    None when the ids are integers that are already 0..n-1, else the sorted distinct ids."""
+    ids = np.unique(np.concatenate(distinct))
+    dense = ids.dtype.kind == "i" and ids.size > 0 and ids[0] == 0 and ids[-1] == ids.size - 1
+    return None if dense else IdMap(ids)
 
 
 def _inputs(data: Any, client: Client, user: str, item: str, rating: str) -> _Inputs:
@@ -412,13 +408,14 @@ def _inputs(data: Any, client: Client, user: str, item: str, rating: str) -> _In
         frames = client.compute(data[[user, item, rating]].to_delayed())
         maps: dict[str, Any] = {}
         for name in (user, item):
-            if not _is_integer_column(data, name):
-                # Raw ids: dense indices in the sorted order of the distinct ids.
-                distinct = client.gather([client.submit(_distinct, f, name, pure=False) for f in frames])
-                ids = np.unique(np.concatenate(distinct))
-                setattr(inputs, "user_ids" if name == user else "item_ids", ids)
-                maps[name] = client.scatter(ids, broadcast=True, hash=False)
-                inputs.setup_bytes += ids.nbytes * len(client.scheduler_info(**_all_workers(client))["workers"])
+            # Ids mapped as Ratings.from_dataframe maps them (IdMap.encode), from the distinct ids.
+            distinct = client.gather([client.submit(_distinct, f, name, pure=False) for f in frames])
+            inputs.setup_bytes += sum(d.nbytes for d in distinct)
+            id_map = _id_map(distinct)
+            setattr(inputs, "user_ids" if name == user else "item_ids", id_map)
+            if id_map is not None:
+                maps[name] = client.scatter(id_map, broadcast=True, hash=False)
+                inputs.setup_bytes += id_map.ids.nbytes * len(client.scheduler_info(**_all_workers(client))["workers"])
         inputs.partitions = [client.submit(_frame_columns, f, user, item, rating, maps.get(user), maps.get(item),
                                            pure=False) for f in frames]
     elif isinstance(data, tuple) and len(data) == 3 and all(hasattr(x, "to_delayed") for x in data):
@@ -776,10 +773,11 @@ def fit(model: MatrixFactorization, data: Any, client: Client | None = None, use
     model : MatrixFactorization
         Its hyper-parameters, `seed` and `blocks` (B) are used; solver "sgd" or "adagrad".
     data : Ratings, (users, items, values) tuple of NumPy or Dask arrays, or Dask DataFrame
-        A DataFrame has the columns `user`, `item` and `rating`. Integer user and item columns are
-        indices (as in `Ratings`); other columns hold raw ids, mapped to indices in the sorted
-        order of the distinct ids (kept as `model.user_ids_` and `model.item_ids_`). The ratings'
-        order (partition by partition) is the input order local training would see.
+        A DataFrame has the columns `user`, `item` and `rating`, whose ids are mapped as
+        `Ratings.from_dataframe` maps them (integer ids 0..n-1 are indices; other ids get an
+        `IdMap`, kept as `model.user_ids_` / `model.item_ids_`), so the local twin of a Dask
+        DataFrame `ddf` is `Ratings.from_dataframe(ddf.compute())`: its rows, partition by
+        partition, are the input order local training sees. Arrays hold indices, as in `Ratings`.
     client : distributed.Client, optional
         Default: the current client.
     workers : int or list of str, optional
@@ -790,7 +788,8 @@ def fit(model: MatrixFactorization, data: Any, client: Client | None = None, use
         history_["loss"] and ["train_rmse"] hold NaN.
     keep_seen : bool
         Bring the (user, item) pairs back to the driver at the end, so that `recommend` can leave
-        out seen items (4 bytes per rating for each, for DataFrame input).
+        out seen items (8 bytes per rating, for data that is not on the driver already). Without
+        them `recommend` excludes nothing.
     restarts : int
         When a worker leaves during training, start again from the initial state on the workers
         left (the result is the same), at most this many times; then raise WorkerLostError.
@@ -804,6 +803,12 @@ def fit(model: MatrixFactorization, data: Any, client: Client | None = None, use
     settings = model._settings()
     if settings["solver"] == "gd":
         raise ValueError("latentmf.dask.fit trains the SGD solvers ('sgd', 'adagrad'), not 'gd'")
+    if settings.get("early_stopping") is not None:
+        raise ValueError("early_stopping needs validation ratings, which latentmf.dask.fit does not take: set "
+                         "early_stopping=None")
+    if getattr(model, "warm_start", False) and model._is_fitted():
+        raise ValueError("latentmf.dask.fit always starts a fresh fit: set warm_start=False (continuing a fit "
+                         "on a cluster is not supported)")
     restarts = int(restarts)
     client = _default_client(client)
     inputs = _inputs(data, client, user, item, rating)
@@ -892,17 +897,15 @@ def _finish(model: MatrixFactorization, training: _Training, inputs: _Inputs, re
         worker_threads=_total_threads(training), restarts=attempt,
         transfer_log_complete=training.log_complete,
     )
+    # The model's state as a local fit sets it up (id maps, mean rating, ...), then the trained arrays.
+    remote = None if inputs.local is not None else _RemoteRatings(inputs)
+    model._start(inputs.local if inputs.local is not None else remote, settings)  # type: ignore[arg-type]
     model._native = native
-    model._settings_used = settings
-    # What recommend() reads of the training ratings: the seen items.
-    model._training = inputs.local if inputs.local is not None else _SeenItems(training, inputs)  # type: ignore
+    if remote is not None:
+        model._seen = remote.seen_lists(training.seen)
     model.history_ = history
-    fitted: Any = model  # attributes only a distributed fit sets
+    fitted: Any = model  # an attribute only a distributed fit sets
     fitted.dask_report_ = report
-    if inputs.user_ids is not None:
-        fitted.user_ids_ = inputs.user_ids
-    if inputs.item_ids is not None:
-        fitted.item_ids_ = inputs.item_ids
     training.release()
     if diverged is not None:
         epoch, step = diverged
@@ -948,24 +951,28 @@ def _objective(training: _Training, evaluation: list[dict[str, Any]]) -> tuple[f
     return squared_errors, penalty
 
 
-class _SeenItems:
-    """The (user, item) pairs of a distributed fit's ratings, for `recommend(exclude_seen=True)`."""
+class _RemoteRatings:
+    """What the model keeps of ratings that stay on the cluster: their shape, mean and id maps, and
+    the items each user rated (for recommend), but not the ratings themselves."""
 
-    def __init__(self, training: _Training, inputs: _Inputs) -> None:
+    def __init__(self, inputs: _Inputs) -> None:
         self.n_users, self.n_items, self._size, self.mean = inputs.n_users, inputs.n_items, inputs.size, inputs.mean
-        self._pairs = training.seen
-        self._cache: tuple[np.ndarray, np.ndarray] | None = None
+        self.user_ids, self.item_ids = inputs.user_ids, inputs.item_ids
 
     def __len__(self) -> int:
         return self._size
 
-    def _items_by_user(self) -> tuple[np.ndarray, np.ndarray]:
-        if self._cache is None:
-            if self._pairs is None:
-                raise ValueError("this model was fitted with latentmf.dask.fit(keep_seen=False): pass "
-                                 "exclude_seen=False to recommend")
-            users = np.concatenate([pair[0] for pair in self._pairs])
-            items = np.concatenate([pair[1] for pair in self._pairs])
-            self._cache = _core.group_by_row(users, items, self.n_users, self.n_items)
-            self._pairs = None
-        return self._cache
+    def seen_lists(self, pairs: list[tuple[np.ndarray, np.ndarray]] | None) -> tuple[np.ndarray, np.ndarray]:
+        """(offsets, items) of the seen items, from each shard's sorted (user, item) pairs; empty
+        lists (recommend then excludes nothing) when they were not kept."""
+        if pairs is None:
+            return np.zeros(self.n_users + 1, dtype=np.int64), np.empty(0, dtype=np.int32)
+        users = np.concatenate([pair[0] for pair in pairs])
+        items = np.concatenate([pair[1] for pair in pairs])
+        return _core.group_by_row(users, items, self.n_users, self.n_items)
+
+    def _unavailable(self, *args: Any) -> Any:
+        raise ValueError("the ratings of a latentmf.dask fit stay on the cluster: pass them to partial_fit, "
+                         "or fit again with latentmf.dask.fit")
+
+    _items_by_user = _grid = _index = _unavailable

@@ -60,16 +60,20 @@ constexpr std::uint64_t user_stream = 0, item_stream = 1, first_epoch_stream = 2
 
 // The group of each of n objects: group p holds the objects whose position in a seeded permutation
 // falls in [p n / B, (p + 1) n / B), so groups differ in size by one at most. `member` numbers
-// each group's objects in increasing index order.
+// each group's objects in increasing index order; members[begin[p] + m] is member m of group p.
 struct Grouping {
   std::vector<std::int32_t> group;
   std::vector<std::int32_t> member;
   std::vector<std::int64_t> size;
+  std::vector<std::int64_t> begin;
+  std::vector<std::int32_t> members;
 
   Grouping(std::int64_t n, int blocks, std::uint64_t seed)
       : group(allocate<std::int32_t>(n, "group assignments")),
         member(allocate<std::int32_t>(n, "group members")),
-        size(static_cast<std::size_t>(blocks), 0) {
+        size(static_cast<std::size_t>(blocks), 0),
+        begin(static_cast<std::size_t>(blocks) + 1, 0),
+        members(allocate<std::int32_t>(n, "group members")) {
     const auto perm = random_permutation<std::int32_t>(n, seed);
     int p = 0;
     for (std::int64_t position = 0; position < n; ++position) {
@@ -77,6 +81,8 @@ struct Grouping {
       group[perm[position]] = p;
     }
     for (std::int64_t i = 0; i < n; ++i) member[i] = static_cast<std::int32_t>(size[group[i]]++);
+    for (int g = 0; g < blocks; ++g) begin[g + 1] = begin[g] + size[g];
+    for (std::int64_t i = 0; i < n; ++i) members[begin[group[i]] + member[i]] = static_cast<std::int32_t>(i);
   }
 };
 
@@ -96,10 +102,12 @@ inline std::vector<int> sub_epoch_shifts(int blocks, std::uint64_t seed, std::in
 // The grid itself: ratings copied into block order as compact (item, value) pairs, with the
 // user of each run ("row") of one user's ratings inside a block stored once per row.
 //
-// Built in three passes that read and write sequentially (a version that gathered the input
-// through a permutation spent most of its time on cache misses): a stable counting sort of the
-// ratings into their blocks, in parallel over fixed chunks of the input; a stable counting sort
-// of each block by user; and a scan for the rows.
+// Built by one stable counting sort of the ratings by row, in parallel over a few contiguous parts
+// of the input: each part counts its ratings per row, then writes them after the earlier parts'.
+// Rows, blocks and their offsets fall out of the counts, and the input is read in order (a version
+// that gathered the input through a permutation spent most of its time on cache misses; one that
+// sorted into blocks and then each block by user needed a temporary user per rating, 360 MB for
+// 90M ratings).
 template <class Scalar>
 class BlockGrid {
  public:
@@ -111,9 +119,7 @@ class BlockGrid {
         users_(checked_n_users(r, blocks), blocks, stream_seed(seed, user_stream)),
         items_grouping_(r.n_items, blocks, stream_seed(seed, item_stream)) {
     check_ratings(r, threads);
-    auto users = scatter_by_block(r, keep_positions, threads);
-    sort_blocks_by_user(users, threads);
-    find_rows(users, threads);
+    sort_into_rows(r, keep_positions, threads);
     count_ratings(threads);
   }
 
@@ -190,9 +196,7 @@ class BlockGrid {
     for (std::int64_t k = 0; k < r.size; ++k)
       require(users_.group[r.users[k]] == user_group, "users[", k, "] = ", +r.users[k], " is in user group ",
               users_.group[r.users[k]], ", not in group ", user_group);
-    auto users = scatter_by_block(r, false, threads);
-    sort_blocks_by_user(users, threads);
-    find_rows(users, threads);
+    sort_into_rows(r, false, threads);
     count_ratings(threads);
     for (auto& user : row_user_) user = users_.member[user];
     for (auto& item : items_) item = items_grouping_.member[item];
@@ -215,96 +219,70 @@ class BlockGrid {
     return r.n_users;
   }
 
-  // Copies the ratings into block order, stably, and returns the user of each stored rating.
+  // The row of every rating, as a sort key: block (p, q), then the user's member number m in
+  // group p, so that increasing keys give the blocks in order and, inside a block, the users in
+  // increasing index. Group p's keys are B begin[p] + q size[p] + m.
   template <class Index, class Value>
-  std::vector<std::int32_t> scatter_by_block(const Coo<Index, Value>& r, bool keep_positions, int threads) {
-    const std::int64_t B = blocks_, n_blocks = B * B;
-    auto block_of = [&](std::int64_t k) {
-      return std::int64_t(users_.group[r.users[k]]) * B + items_grouping_.group[r.items[k]];
-    };
-    const Chunks chunks = even_chunks(size_, 1 << 16, 256);
-    // next[c * n_blocks + b]: where chunk c writes its next rating of block b.
-    std::vector<std::int64_t> next(static_cast<std::size_t>(chunks.count() * n_blocks), 0);
+  std::int64_t row_key(const Coo<Index, Value>& r, std::int64_t k) const {
+    const std::int64_t n = r.users[k], p = users_.group[n];
+    return blocks_ * users_.begin[p] + items_grouping_.group[r.items[k]] * users_.size[p] + users_.member[n];
+  }
+
+  template <class Index, class Value>
+  void sort_into_rows(const Coo<Index, Value>& r, bool keep_positions, int threads) {
+    const std::int64_t B = blocks_, keys = B * n_users_;
+    // Each part counts over all keys, so the parts are few: the result is the same for any number.
+    const std::int64_t parts = std::max<std::int64_t>(1, std::min<std::int64_t>({threads, 4, size_ / keys}));
+    const Chunks chunks = even_chunks(size_, 1, parts);
+    // next[c * keys + key]: where part c writes its next rating of that row.
+    auto next = allocate<std::uint32_t>(chunks.count() * keys, "the row counts");
     parallel_for(chunks.count(), threads, [&](std::int64_t c) {
-      std::int64_t* counts = next.data() + c * n_blocks;
-      for (std::int64_t k = chunks.begin(c); k < chunks.end(c); ++k) ++counts[block_of(k)];
+      std::uint32_t* counts = next.data() + c * keys;
+      for (std::int64_t k = chunks.begin(c); k < chunks.end(c); ++k) ++counts[row_key(r, k)];
     });
-    block_begin_.assign(static_cast<std::size_t>(n_blocks) + 1, 0);
-    for (std::int64_t b = 0; b < n_blocks; ++b) {
-      std::int64_t position = block_begin_[b];
-      for (std::int64_t c = 0; c < chunks.count(); ++c) {
-        const std::int64_t count = next[c * n_blocks + b];
-        next[c * n_blocks + b] = position;
-        position += count;
-      }
-      block_begin_[b + 1] = position;
-    }
+    lay_out_rows(next, chunks.count());
     items_ = allocate<std::int32_t>(size_, "the ratings in block order");
     values_ = allocate<Scalar>(size_, "the ratings in block order");
-    auto users = allocate<std::int32_t>(size_, "the users in block order");
     if (keep_positions) positions_ = allocate<std::int64_t>(size_, "the input positions");
     parallel_for(chunks.count(), threads, [&](std::int64_t c) {
-      std::int64_t* positions = next.data() + c * n_blocks;
+      std::uint32_t* positions = next.data() + c * keys;
       for (std::int64_t k = chunks.begin(c); k < chunks.end(c); ++k) {
-        const std::int64_t i = positions[block_of(k)]++;
+        const std::uint32_t i = positions[row_key(r, k)]++;
         items_[i] = static_cast<std::int32_t>(r.items[k]);
         values_[i] = static_cast<Scalar>(r.values[k]);
-        users[i] = static_cast<std::int32_t>(r.users[k]);
         if (keep_positions) positions_[i] = k;
       }
     });
-    return users;
   }
 
-  // Stable counting sort of each block by user index: rows then come in increasing user order,
-  // so that SGD walks U forwards, which caches and prefetchers handle best.
-  void sort_blocks_by_user(std::vector<std::int32_t>& users, int threads) {
-    const int B = blocks_;
-    parallel_for(std::int64_t(B) * B, threads, [&](std::int64_t b) {
-      const std::int64_t begin = block_begin_[b], size = block_begin_[b + 1] - begin;
-      if (size < 2) return;
-      std::vector<std::int64_t> slot(static_cast<std::size_t>(users_.size[b / B]) + 1, 0);
-      for (std::int64_t i = begin; i < begin + size; ++i) ++slot[users_.member[users[i]] + 1];
-      for (std::size_t m = 1; m < slot.size(); ++m) slot[m] += slot[m - 1];
-      std::vector<std::int64_t> destination(static_cast<std::size_t>(size));
-      for (std::int64_t i = 0; i < size; ++i) destination[i] = slot[users_.member[users[begin + i]]]++;
-      permute(items_.data() + begin, destination);
-      permute(values_.data() + begin, destination);
-      permute(users.data() + begin, destination);
-      if (!positions_.empty()) permute(positions_.data() + begin, destination);
-    });
-  }
-
-  // data[destination[i]] <- data[i] for one block.
-  template <class T>
-  static void permute(T* data, const std::vector<std::int64_t>& destination) {
-    std::vector<T> moved(destination.size());
-    for (std::size_t i = 0; i < destination.size(); ++i) moved[destination[i]] = data[i];
-    std::copy(moved.begin(), moved.end(), data);
-  }
-
-  // The rows: runs of one user inside each block.
-  void find_rows(const std::vector<std::int32_t>& users, int threads) {
-    const std::int64_t n_blocks = std::int64_t(blocks_) * blocks_;
-    auto starts_row = [&](std::int64_t b, std::int64_t i) { return i == block_begin_[b] || users[i] != users[i - 1]; };
-    block_rows_.assign(static_cast<std::size_t>(n_blocks) + 1, 0);
-    parallel_for(n_blocks, threads, [&](std::int64_t b) {
-      std::int64_t rows = 0;
-      for (std::int64_t i = block_begin_[b]; i < block_begin_[b + 1]; ++i) rows += starts_row(b, i);
-      block_rows_[b + 1] = rows;
-    });
-    for (std::int64_t b = 0; b < n_blocks; ++b) block_rows_[b + 1] += block_rows_[b];
-    row_user_ = allocate<std::int32_t>(block_rows_.back(), "grid rows");
-    row_begin_ = allocate<std::int64_t>(block_rows_.back() + 1, "grid rows");
-    row_begin_.back() = size_;
-    parallel_for(n_blocks, threads, [&](std::int64_t b) {
-      std::int64_t row = block_rows_[b];
-      for (std::int64_t i = block_begin_[b]; i < block_begin_[b + 1]; ++i)
-        if (starts_row(b, i)) {
-          row_user_[row] = users[i];
-          row_begin_[row++] = i;
+  // From the per-part counts of every row key: the blocks' and rows' offsets, each row's user,
+  // and in `next` where each part writes its first rating of each row.
+  void lay_out_rows(std::vector<std::uint32_t>& next, std::int64_t parts) {
+    const std::int64_t B = blocks_, keys = B * n_users_;
+    block_begin_.assign(static_cast<std::size_t>(B * B) + 1, 0);
+    block_rows_.assign(static_cast<std::size_t>(B * B) + 1, 0);
+    std::int64_t position = 0;
+    for (std::int64_t p = 0; p < B; ++p)
+      for (std::int64_t q = 0; q < B; ++q) {
+        block_begin_[p * B + q] = position;
+        block_rows_[p * B + q] = std::int64_t(row_user_.size());
+        for (std::int64_t m = 0; m < users_.size[p]; ++m) {
+          const std::int64_t key = B * users_.begin[p] + q * users_.size[p] + m;
+          const std::int64_t row_start = position;
+          for (std::int64_t c = 0; c < parts; ++c) {
+            const std::uint32_t count = next[c * keys + key];
+            next[c * keys + key] = static_cast<std::uint32_t>(position);
+            position += count;
+          }
+          if (position > row_start) {
+            row_user_.push_back(users_.members[users_.begin[p] + m]);
+            row_begin_.push_back(row_start);
+          }
         }
-    });
+      }
+    block_begin_.back() = position;
+    block_rows_.back() = std::int64_t(row_user_.size());
+    row_begin_.push_back(position);
   }
 
   // Ratings per user and per item, from the grid itself: a user's ratings are all in its group's

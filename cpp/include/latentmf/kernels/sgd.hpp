@@ -40,33 +40,32 @@ struct Endpoint {
   Scalar* accumulator;
 };
 
-// Factors [lo, hi) of one update: u <- u + eta_u (e v - lambda u), v <- v + eta_v (e u - lambda v),
-// both from the old values; with Norms also the squared norms of the two gradients over them.
-// For vectorised widths lo and hi are multiples of the vector width.
-template <int FixedF, bool Norms, class Scalar>
+#ifdef LATENTMF_HAVE_VECTORS
+// Factors [lo, hi) (multiples of the vector width) of one update: u <- u + eta_u (e v - lambda u),
+// v <- v + eta_v (e u - lambda v), both from the old values; with Norms the squares of the two
+// gradients are added, lane by lane, into sum_u and sum_v.
+template <bool Norms, class Scalar>
+inline void step_vectors(Scalar* LATENTMF_RESTRICT u, Scalar* LATENTMF_RESTRICT v, std::int64_t lo, std::int64_t hi,
+                         Scalar e, Scalar eta_u, Scalar eta_v, Scalar lambda, Vector<Scalar>& sum_u,
+                         Vector<Scalar>& sum_v) {
+  constexpr int W = vector_width<Scalar>;
+  for (std::int64_t i = lo; i < hi; i += W) {
+    const Vector<Scalar> x = load(u + i), y = load(v + i);
+    const Vector<Scalar> g_u = e * y - lambda * x, g_v = e * x - lambda * y;
+    if constexpr (Norms) {
+      sum_u += g_u * g_u;
+      sum_v += g_v * g_v;
+    }
+    store(u + i, x + eta_u * g_u);
+    store(v + i, y + eta_v * g_v);
+  }
+}
+#endif
+
+// The same for any width, one factor at a time; with Norms the two gradients' squared norms.
+template <bool Norms, class Scalar>
 inline void step_factors(Scalar* LATENTMF_RESTRICT u, Scalar* LATENTMF_RESTRICT v, std::int64_t lo, std::int64_t hi,
                          Scalar e, Scalar eta_u, Scalar eta_v, Scalar lambda, Scalar& norm_u, Scalar& norm_v) {
-#ifdef LATENTMF_HAVE_VECTORS
-  if constexpr (vectorised<FixedF, Scalar>) {
-    constexpr int W = vector_width<Scalar>;
-    Vector<Scalar> sum_u{}, sum_v{};
-    for (std::int64_t i = lo; i < hi; i += W) {
-      const Vector<Scalar> x = load(u + i), y = load(v + i);
-      const Vector<Scalar> g_u = e * y - lambda * x, g_v = e * x - lambda * y;
-      if constexpr (Norms) {
-        sum_u += g_u * g_u;
-        sum_v += g_v * g_v;
-      }
-      store(u + i, x + eta_u * g_u);
-      store(v + i, y + eta_v * g_v);
-    }
-    if constexpr (Norms) {
-      norm_u = horizontal_sum<Scalar>(sum_u);
-      norm_v = horizontal_sum<Scalar>(sum_v);
-    }
-    return;
-  }
-#endif
   Scalar sum_u = 0, sum_v = 0;
 #pragma omp simd reduction(+ : sum_u, sum_v)
   for (std::int64_t f = lo; f < hi; ++f) {
@@ -83,15 +82,32 @@ inline void step_factors(Scalar* LATENTMF_RESTRICT u, Scalar* LATENTMF_RESTRICT 
   norm_v = sum_v;
 }
 
-// One AdaGrad group [lo, hi) of an update with the given steps; the accumulators then grow by
-// the group's mean square gradient.
+// AdaGrad's factor steps for one update: the leading group [0, lead) and, unless warming up, the
+// rest [lead, F), with steps = {user lead, item lead, user rest, item rest}; then each group's
+// accumulators grow by its mean square gradient.
 template <int FixedF, class Scalar>
-inline void adagrad_group(Scalar* u, Scalar* v, std::int64_t lo, std::int64_t hi, Scalar e, Scalar eta_u,
-                          Scalar eta_v, Scalar lambda, Scalar& user_g, Scalar& item_g) {
-  Scalar norm_u, norm_v;
-  step_factors<FixedF, true>(u, v, lo, hi, e, eta_u, eta_v, lambda, norm_u, norm_v);
-  user_g += norm_u / Scalar(hi - lo);
-  item_g += norm_v / Scalar(hi - lo);
+inline void adagrad_step(Scalar* u, Scalar* v, std::int64_t lead, std::int64_t F, Scalar e, const Scalar (&steps)[4],
+                         Scalar lambda, bool warm_up, Scalar* user_g, Scalar* item_g) {
+  const bool rest = !warm_up && lead < F;
+  Scalar norms[4] = {};
+#ifdef LATENTMF_HAVE_VECTORS
+  if constexpr (vectorised<FixedF, Scalar>) {
+    Vector<Scalar> sums[4] = {};
+    step_vectors<true>(u, v, 0, lead, e, steps[0], steps[1], lambda, sums[0], sums[1]);
+    if (rest) step_vectors<true>(u, v, lead, F, e, steps[2], steps[3], lambda, sums[2], sums[3]);
+    horizontal_sums(sums, norms);
+  } else
+#endif
+  {
+    step_factors<true>(u, v, 0, lead, e, steps[0], steps[1], lambda, norms[0], norms[1]);
+    if (rest) step_factors<true>(u, v, lead, F, e, steps[2], steps[3], lambda, norms[2], norms[3]);
+  }
+  user_g[0] += norms[0] / Scalar(lead);
+  item_g[0] += norms[1] / Scalar(lead);
+  if (rest) {
+    user_g[1] += norms[2] / Scalar(F - lead);
+    item_g[1] += norms[3] / Scalar(F - lead);
+  }
 }
 
 // One update on one rating (see the top of this file); returns e^2 (before the step).
@@ -112,15 +128,20 @@ inline Scalar sgd_update(const Endpoint<Scalar>& user, const Endpoint<Scalar>& i
     rsqrt_steps(step.learning_rate, g, steps);
     eta_u = steps[0];
     eta_v = steps[1];
-    adagrad_group<FixedF>(u, v, 0, lead, e, eta_u, eta_v, step.regularization, user.accumulator[0],
-                          item.accumulator[0]);
-    if (!step.warm_up && lead < F)
-      adagrad_group<FixedF>(u, v, lead, F, e, steps[2], steps[3], step.regularization, user.accumulator[1],
-                            item.accumulator[1]);
+    adagrad_step<FixedF>(u, v, lead, F, e, steps, step.regularization, step.warm_up, user.accumulator,
+                         item.accumulator);
   } else {
-    Scalar unused_u, unused_v;
-    step_factors<FixedF, false>(u, v, 0, step.warm_up ? lead : F, e, eta_u, eta_v, step.regularization, unused_u,
-                                unused_v);
+    const std::int64_t end = step.warm_up ? lead : F;
+#ifdef LATENTMF_HAVE_VECTORS
+    if constexpr (vectorised<FixedF, Scalar>) {
+      Vector<Scalar> unused_u, unused_v;
+      step_vectors<false>(u, v, 0, end, e, eta_u, eta_v, step.regularization, unused_u, unused_v);
+    } else
+#endif
+    {
+      Scalar unused_u, unused_v;
+      step_factors<false>(u, v, 0, end, e, eta_u, eta_v, step.regularization, unused_u, unused_v);
+    }
   }
   if constexpr (WithBiases) {
     const Scalar lambda = step.regularization, b = *user.bias, c = *item.bias;

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
+#include <utility>
 
 #if defined(__SSE2__) || defined(_M_X64)
 #include <emmintrin.h>
@@ -114,6 +115,38 @@ inline bool any_above(Vector<Scalar> a, Vector<Scalar> b, Scalar t) {
   std::uint64_t any = 0;
   for (std::uint64_t w : words) any |= w;
   return any != 0;
+}
+
+#if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 12)
+// [a0 + a1, a2 + a3, ..., b0 + b1, b2 + b3, ...]: adjacent pairs of a, then of b.
+template <class V, std::size_t... I>
+inline V pairwise_add(V a, V b, std::index_sequence<I...>) {
+  return __builtin_shufflevector(a, b, (2 * I)...) + __builtin_shufflevector(a, b, (2 * I + 1)...);
+}
+#endif
+
+// The sums of the elements of four vectors at once. Adding adjacent pairs of two vectors at a time
+// shares the shuffles between them: half the instructions of four separate reductions.
+template <class Scalar>
+inline void horizontal_sums(const Vector<Scalar> (&v)[4], Scalar (&out)[4]) {
+  constexpr int W = vector_width<Scalar>;
+#if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 12)
+  constexpr auto lanes = std::make_index_sequence<W>();
+  const Vector<Scalar> ab = pairwise_add(v[0], v[1], lanes), cd = pairwise_add(v[2], v[3], lanes);
+  if constexpr (W == 2) {
+    out[0] = ab[0];
+    out[1] = ab[1];
+    out[2] = cd[0];
+    out[3] = cd[1];
+  } else {
+    // Lanes hold W / 4 partial sums of each vector in turn; halve them until one is left.
+    Vector<Scalar> sums = pairwise_add(ab, cd, lanes);
+    for (int partial = W / 4; partial > 1; partial /= 2) sums = pairwise_add(sums, sums, lanes);
+    for (int i = 0; i < 4; ++i) out[i] = sums[i];
+  }
+#else
+  for (int i = 0; i < 4; ++i) out[i] = horizontal_sum<Scalar>(v[i]);
+#endif
 }
 
 // sum_i a[i] * b[i] over K vectors, in two interleaved accumulators (half the dependent chain).

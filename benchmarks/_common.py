@@ -1,0 +1,117 @@
+"""What the benchmark scripts share: data sets, isolated runs with peak memory, tables, context.
+
+Nothing here asserts anything; the scripts print what they measure.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+import latentmf
+
+#: The shared folder beside the repository: data sets and the synthetic generator (never committed here).
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+ML100K = SHARED / "data" / "ml-100k"
+GEN_SYNTH = SHARED / "tools" / "gen_synth.py"
+
+#: The MovieLens-shaped synthetic set the performance targets are stated on (9.0M train / 1.0M test).
+TEN_MILLION = (200_000, 20_000, 10_000_000, 16, 0.5, 0)
+#: The Netflix-sized one (90.0M train / 10.0M test).
+NETFLIX = (480_189, 17_770, 100_000_000, 16, 0.5, 0)
+
+
+def synthetic_split(shape: Sequence[float], data_dir: str | None) -> Path:
+    """A folder with train.npz and test.npz made by ../shared/tools/gen_synth.py with `shape`
+    (n_users, n_items, nnz, rank, noise, seed): `data_dir` when it already holds them, else a
+    cache folder under the system's temporary directory, generated once."""
+    folder = Path(data_dir) if data_dir else Path(tempfile.gettempdir()) / ("latentmf-" + "-".join(map(str, shape)))
+    if not (folder / "train.npz").exists():
+        if not GEN_SYNTH.exists():
+            sys.exit(f"{folder} holds no train.npz and {GEN_SYNTH} is absent: pass --data DIR")
+        print(f"Generating {folder} with gen_synth.py {' '.join(map(str, shape))} ...", flush=True)
+        subprocess.run([sys.executable, str(GEN_SYNTH), *map(str, shape), "--out", str(folder)], check=True)
+    return folder
+
+
+def load_split(folder: Path) -> tuple[latentmf.Ratings, latentmf.Ratings]:
+    """(train, test) from gen_synth's npz files, as the int32/int32/float32 arrays it wrote (no copy)."""
+    train, test = np.load(folder / "train.npz"), np.load(folder / "test.npz")
+    n_users, n_items = int(train["n_users"]), int(train["n_items"])
+    return (latentmf.Ratings(train["user"], train["item"], train["rating"], n_users, n_items),
+            latentmf.Ratings(test["user"], test["item"], test["rating"], n_users, n_items))
+
+
+def load_movielens_100k() -> latentmf.Ratings | None:
+    path = ML100K / "u.data"
+    if not path.exists():
+        print(f"Skipping MovieLens 100k: {path} is absent.")
+        return None
+    table = np.loadtxt(path, dtype=np.int64, usecols=(0, 1, 2))
+    return latentmf.Ratings((table[:, 0] - 1).astype(np.int32), (table[:, 1] - 1).astype(np.int32),
+                            table[:, 2].astype(np.float32))
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory so far (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def isolated(function: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+    """function(*args) in a fresh process, so that its "peak_rss_mib" is its own, whole-process peak."""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(_measured, (function, args))
+
+
+def _measured(function: Callable[..., dict[str, Any]], args: tuple[Any, ...]) -> dict[str, Any]:
+    result = function(*args)
+    result["peak_rss_mib"] = peak_rss_mib()
+    return result
+
+
+def best_seconds(call: Callable[[], object], repeats: int) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """A title, then columns right-aligned to their widest cell."""
+    cells = [[str(cell) for cell in row] for row in rows]
+    widths = [max(len(cell) for cell in column) for column in zip(header, *cells)]
+    print(f"\n{title}")
+    for row in (list(header), ["-" * width for width in widths], *cells):
+        print("  ".join(cell.rjust(width) for cell, width in zip(row, widths)))
+    sys.stdout.flush()
+
+
+def print_context() -> None:
+    """What the numbers depend on: the build, the machine and NumPy."""
+    info = {"latentmf": latentmf.__version__}
+    for key, value in latentmf.build_info().items():
+        info[key] = ", ".join(value) if isinstance(value, list) else str(value)
+    info.update(numpy=np.__version__, python=platform.python_version(), platform=platform.platform(),
+                cpus=str(os.cpu_count()))
+    width = max(map(len, info))
+    print("Machine and build")
+    for key, value in info.items():
+        print(f"  {key.ljust(width)}  {value}")
+    sys.stdout.flush()
+
+
+def threads_list(text: str) -> list[int]:
+    return sorted({int(part) for part in text.split(",")})

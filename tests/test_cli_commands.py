@@ -1,0 +1,206 @@
+"""The train, evaluate, predict and recommend commands, run as a user would: files in, ids out."""
+
+from __future__ import annotations
+
+import builtins
+import csv
+import io
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import latentmf
+from latentmf import _tables
+from latentmf.cli import main
+
+from conftest import ML100K, random_ratings
+
+
+@pytest.fixture
+def ratings_csv(tmp_path, rng):
+    """A CSV of ratings with string user ids and sparse integer item ids, and its Ratings."""
+    dense = random_ratings(rng, 40, 30, 800)
+    path = tmp_path / "ratings.csv"
+    with open(path, "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["userId", "movieId", "rating", "timestamp"])
+        for n, (u, i, r) in enumerate(zip(dense.users, dense.items, dense.values)):
+            writer.writerow([f"user{u}", 100 + 3 * int(i), round(float(r), 1), 1000 + n])
+    return path
+
+
+def _run(capsys, *args):
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _train(capsys, tmp_path, data, *extra):
+    model = tmp_path / "model.npz"
+    code, out, err = _run(capsys, "train", data, "-o", model, "--factors", 4, "--epochs", 3, "--no-progress",
+                          *extra)
+    assert code == 0, err
+    return model, out
+
+
+def test_train_prints_each_epoch_and_writes_a_model_with_the_files_ids(capsys, tmp_path, ratings_csv):
+    model_path, out = _train(capsys, tmp_path, ratings_csv, "--split", "user", "--test-size", 0.2)
+    lines = out.splitlines()
+    assert lines[0].startswith("Training on") and "holding out" in lines[0]
+    assert [line.split()[1] for line in lines if line.startswith("epoch")] == ["1/3", "2/3", "3/3"]
+    assert all("validation RMSE" in line for line in lines if line.startswith("epoch"))
+    model = latentmf.load(model_path)
+    assert model.user_ids_.kind == "str" and model.item_ids_.ids[0] == 100
+
+
+def test_recommend_and_predict_speak_the_files_ids(capsys, tmp_path, ratings_csv):
+    model_path, _ = _train(capsys, tmp_path, ratings_csv)
+    model = latentmf.load(model_path)
+    code, out, _ = _run(capsys, "recommend", model_path, "--user", "user3", "--user", "user7", "-k", 4)
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert code == 0 and len(rows) == 8 and rows[0]["user"] == "user3" and rows[0]["rank"] == "1"
+    items, scores = model.recommend("user3", k=4)
+    assert [int(r["item"]) for r in rows[:4]] == items.tolist()
+    np.testing.assert_allclose([float(r["score"]) for r in rows[:4]], scores, rtol=1e-6)
+
+    code, out, _ = _run(capsys, "predict", model_path, "--user", "user3", "--item", 103, "--item", 106,
+                        "--format", "json")
+    records = json.loads(out)
+    assert code == 0 and [r["item"] for r in records] == [103, 106] and records[0]["user"] == "user3"
+    np.testing.assert_allclose([r["prediction"] for r in records], model.predict(["user3"] * 2, [103, 106]),
+                               rtol=1e-6)
+
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("user3\t103\nuser5\t109\n")
+    output = tmp_path / "predictions.csv"
+    assert _run(capsys, "predict", model_path, pairs, "--no-header", "-o", output)[0] == 0
+    rows = list(csv.DictReader(open(output)))
+    assert [(r["user"], r["item"]) for r in rows] == [("user3", "103"), ("user5", "109")]
+
+    code, out, _ = _run(capsys, "recommend", model_path, "--all", "-k", 2, "--format", "json")
+    assert code == 0 and len(json.loads(out)) == 2 * model.n_users_
+
+
+def test_evaluate_reports_every_metric(capsys, tmp_path, ratings_csv):
+    model_path, _ = _train(capsys, tmp_path, ratings_csv, "--split", "random", "--seed", 5)
+    code, out, err = _run(capsys, "evaluate", model_path, ratings_csv, "--split", "random", "--seed", 5,
+                          "--format", "json", "-k", 5)
+    assert code == 0, err
+    report = json.loads(out)
+    model = latentmf.load(model_path)
+    test = latentmf.Ratings.from_dataframe(_tables.read_table(str(ratings_csv)), "userId", "movieId",
+                                           timestamp="timestamp").split(0.2, seed=5)[1]
+    assert report == pytest.approx(latentmf.metrics.evaluate(model, test, k=5))
+    code, out, _ = _run(capsys, "evaluate", model_path, ratings_csv, "--split", "random", "--seed", 6)
+    assert code == 0 and out.startswith("metric,value\nrmse,")
+
+
+def test_early_stopping_and_time_split(capsys, tmp_path, ratings_csv):
+    _, out = _train(capsys, tmp_path, ratings_csv, "--split", "time", "--epochs", 30, "--early-stopping", 1,
+                    "--learning-rate", 0.5)
+    assert "Kept epoch" in out
+
+
+def test_plot_writes_a_png(capsys, tmp_path, ratings_csv):
+    pytest.importorskip("matplotlib")
+    plot = tmp_path / "curve.png"
+    _, out = _train(capsys, tmp_path, ratings_csv, "--split", "random", "--plot", plot)
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "learning curves" in out
+
+
+def _hide(monkeypatch, *modules):
+    real_import = builtins.__import__
+
+    def hidden(name, *args, **kwargs):
+        if name.split(".")[0] in modules:
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    for name in list(sys.modules):
+        if name.split(".")[0] in modules:
+            monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(builtins, "__import__", hidden)
+
+
+def test_plot_without_matplotlib_says_what_to_install(capsys, tmp_path, ratings_csv, monkeypatch):
+    _hide(monkeypatch, "matplotlib")
+    code, _, err = _run(capsys, "train", ratings_csv, "-o", tmp_path / "m.npz", "--epochs", 1, "--no-progress",
+                        "--plot", tmp_path / "c.png")
+    assert code == 2 and "--plot needs matplotlib: pip install 'latentmf[plot]'" in err
+
+
+def test_the_csv_module_reads_what_pandas_reads(tmp_path, ratings_csv, monkeypatch):
+    pytest.importorskip("pandas")
+    with_pandas = _tables.read_table(str(ratings_csv))
+    _hide(monkeypatch, "pandas")
+    without = _tables.read_table(str(ratings_csv))
+    assert list(with_pandas) == list(without)
+    for name in without:
+        np.testing.assert_array_equal(with_pandas[name], without[name])
+        assert with_pandas[name].dtype.kind == without[name].dtype.kind or name == "userId"
+
+
+def test_parquet_input(capsys, tmp_path, ratings_csv):
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    parquet = tmp_path / "ratings.parquet"
+    pd.read_csv(ratings_csv).to_parquet(parquet)
+    model_path, _ = _train(capsys, tmp_path, parquet)
+    assert latentmf.load(model_path).n_users_ == 40
+
+
+def test_a_named_dataset(capsys, tmp_path):
+    if not (ML100K / "u.data").exists():
+        pytest.skip(f"MovieLens 100k not found at {ML100K}")
+    model_path = tmp_path / "model.npz"
+    code, out, err = _run(capsys, "train", "--dataset", "ml-100k", "--data-dir", ML100K.parent, "--split", "time",
+                          "--epochs", 2, "--no-progress", "-o", model_path)
+    assert code == 0, err
+    assert "943 users and 1682 items, holding out 943" in out
+    code, out, _ = _run(capsys, "evaluate", model_path, "--dataset", "ml-100k", "--data-dir", ML100K.parent,
+                        "--split", "time")
+    assert code == 0 and "ndcg@10" in out
+    code, out, _ = _run(capsys, "recommend", model_path, "--user", 196, "-k", 3)
+    assert code == 0 and out.splitlines()[1].startswith("196,1,")
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["train", "missing.csv", "-o", "m.npz"], "No such file or directory"),
+        (["train", "ratings.txt", "-o", "m.npz"], "unknown file type .txt"),
+        (["train", "{csv}", "-o", "m.npz", "--rating-col", "stars"], "has no column 'stars'"),
+        (["train", "{csv}", "-o", "m.npz", "--dataset", "ml-100k"], "not both"),
+        (["train", "-o", "m.npz"], "give a ratings file or --dataset NAME"),
+        (["train", "--dataset", "ml-5k", "-o", "m.npz"], "name must be one of"),
+        (["train", "{csv}", "-o", "m.npz", "--early-stopping", "2"], "early_stopping needs a validation set"),
+        (["train", "{csv}", "-o", "m.npz", "--factors", "0"], "factors must be >= 1"),
+        (["recommend", "{model}", "--user", "nobody"], "'nobody' is not among the users"),
+        (["recommend", "{model}"], "give --user"),
+        (["predict", "{model}", "--user", "user1"], "give a file of (user, item) pairs"),
+        (["predict", "{model}", "--user", "user1", "--item", "abc"], "items must be integers for this model"),
+        (["evaluate", "not-a-model.npz", "{csv}"], "No such file"),
+    ],
+)
+def test_bad_input_gives_one_line_and_exit_code_2(capsys, tmp_path, ratings_csv, monkeypatch, arguments, message):
+    model = tmp_path / "model.npz"
+    latentmf.MatrixFactorization(factors=2, epochs=1).fit(
+        latentmf.Ratings.from_ids(["user0", "user1"], [100, 103], [4.0, 3.0])).save(model)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ratings.txt").write_text("1,2,3\n")
+    code, _, err = _run(capsys, *[a.format(csv=ratings_csv, model=model) for a in arguments])
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith(f"latentmf {arguments[0]}: error:") and message in err
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "recommend"])
+def test_every_command_has_help_a_new_user_can_follow(command):
+    result = subprocess.run([sys.executable, "-m", "latentmf", command, "--help"], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0 and result.stdout.startswith(f"usage: latentmf {command}")
+    assert "--format" in result.stdout or command == "train"
+    assert "examples:" in subprocess.run([sys.executable, "-m", "latentmf", "--help"], capture_output=True,
+                                         text=True, timeout=120).stdout
