@@ -26,6 +26,7 @@
 #include "latentmf/factors.hpp"
 #include "latentmf/parallel.hpp"
 #include "latentmf/ratings.hpp"
+#include "latentmf/shards.hpp"
 
 #define LATENTMF_STRINGIFY(x) #x
 #define LATENTMF_PRAGMA(x) _Pragma(LATENTMF_STRINGIFY(x))

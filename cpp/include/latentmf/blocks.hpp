@@ -123,8 +123,26 @@ class BlockGrid {
     count_ratings(threads);
   }
 
+  // One user group's share of the grid (its row of blocks), for training on a cluster where each
+  // worker holds some user groups. `r` holds the ratings of user group `user_group` only (global
+  // indices, in the global input order); the blocks (user_group, q) then hold exactly the rows
+  // and ratings of the full grid's blocks, in the same order, but with local indices: row_user()
+  // numbers the user within its group and items() the item within its group (both in increasing
+  // index order, as Grouping::member does). sgd_block() on such a block, with U and V holding
+  // just those groups' rows, performs the same operations as on the full grid.
+  template <class Index, class Value>
+  static BlockGrid user_group_shard(const Coo<Index, Value>& r, int blocks, std::uint64_t seed, int user_group,
+                                    int threads) {
+    return BlockGrid(r, blocks, seed, user_group, threads, ShardTag{});
+  }
+
   int blocks() const { return blocks_; }
   std::uint64_t seed() const { return seed_; }
+  // The user group of a shard (see user_group_shard), -1 for a full grid.
+  int user_group() const { return user_group_; }
+  // Users and items per group.
+  const std::vector<std::int64_t>& user_group_sizes() const { return users_.size; }
+  const std::vector<std::int64_t>& item_group_sizes() const { return items_grouping_.size; }
   std::int64_t n_users() const { return n_users_; }
   std::int64_t n_items() const { return n_items_; }
   std::int64_t size() const { return size_; }
@@ -165,6 +183,34 @@ class BlockGrid {
   }
 
  private:
+  struct ShardTag {};
+
+  template <class Index, class Value>
+  BlockGrid(const Coo<Index, Value>& r, int blocks, std::uint64_t seed, int user_group, int threads, ShardTag)
+      : blocks_(blocks), seed_(seed), n_users_(r.n_users), n_items_(r.n_items), size_(r.size),
+        users_(checked_shard_n_users(r, blocks), blocks, stream_seed(seed, user_stream)),
+        items_grouping_(r.n_items, blocks, stream_seed(seed, item_stream)), user_group_(user_group) {
+    require(user_group >= 0 && user_group < blocks, "user_group must be in [0, blocks=", blocks, "), got ",
+            user_group);
+    check_ratings(r, threads);
+    for (std::int64_t k = 0; k < r.size; ++k)
+      require(users_.group[r.users[k]] == user_group, "users[", k, "] = ", +r.users[k], " is in user group ",
+              users_.group[r.users[k]], ", not in group ", user_group);
+    sort_into_rows(r, false, threads);
+    count_ratings(threads);
+    for (auto& user : row_user_) user = users_.member[user];
+    for (auto& item : items_) item = items_grouping_.member[item];
+  }
+
+  // The same for a shard, which may hold no rating (a user group without ratings).
+  template <class Index, class Value>
+  static std::int64_t checked_shard_n_users(const Coo<Index, Value>& r, int blocks) {
+    if (r.size > 0) return checked_n_users(r, blocks);
+    require(blocks >= 1 && blocks <= max_blocks, "blocks must be in [1, ", max_blocks, "], got ", blocks);
+    check_index_range(r.n_users, r.n_items);
+    return r.n_users;
+  }
+
   // n_users, once the arguments are known to be usable (before the groups are allocated).
   template <class Index, class Value>
   static std::int64_t checked_n_users(const Coo<Index, Value>& r, int blocks) {
@@ -262,6 +308,7 @@ class BlockGrid {
   std::uint64_t seed_;
   std::int64_t n_users_, n_items_, size_;
   Grouping users_, items_grouping_;
+  int user_group_ = -1;
   std::vector<std::int64_t> user_count_, item_count_, block_begin_, block_rows_;
   std::vector<std::int32_t> row_user_;
   std::vector<std::int64_t> row_begin_;

@@ -10,6 +10,7 @@
 #include "compressed.hpp"
 #include "factors.hpp"
 #include "ratings.hpp"
+#include "shards.hpp"
 
 namespace latentmf {
 
@@ -34,6 +35,15 @@ struct Kernels {
   void (*top_items)(const Factors<Scalar>&, const Biases<Scalar>&, const std::int64_t* seen_offsets,
                     const std::int32_t* seen_items, std::int64_t seen_size, const std::int64_t* users,
                     std::int64_t count, std::int64_t k, std::int64_t* items, Scalar* scores, int threads);
+
+  // Training on a cluster (shards.hpp, kernels/shards.hpp).
+  void (*sgd_shard_blocks)(const ShardBlock<Scalar>* blocks, std::int64_t count, const SgdStep<Scalar>&,
+                           double* squared_errors, int threads);
+  void (*shard_block_errors)(const ShardBlock<Scalar>* blocks, std::int64_t count, double* squared_errors,
+                             int threads);
+  void (*row_squared_norms)(const Scalar* X, std::int64_t n_rows, std::int64_t n_factors, Scalar* out, int threads);
+  double (*penalty_of_norms)(const Scalar* norms, const Scalar* bias, const std::int64_t* counts,
+                             std::int64_t n_rows, int threads);
 
   // The member for an index type, for callers that are templates on it.
   auto sgd_ordered(std::int32_t) const { return sgd_ordered_int32; }

@@ -9,6 +9,7 @@
 #include "isa.hpp"
 #include "predict.hpp"
 #include "sgd.hpp"
+#include "shards.hpp"
 #include "topn.hpp"
 
 namespace latentmf {
@@ -34,6 +35,10 @@ Kernels<Scalar> make_kernels() {
   k.predict_int32 = &predict<Scalar, std::int32_t>;
   k.predict_int64 = &predict<Scalar, std::int64_t>;
   k.top_items = &top_items_entry<Scalar>;
+  k.sgd_shard_blocks = &sgd_shard_blocks<Scalar>;
+  k.shard_block_errors = &shard_block_errors<Scalar>;
+  k.row_squared_norms = &row_squared_norms<Scalar>;
+  k.penalty_of_norms = &penalty_of_norms<Scalar>;
   return k;
 }
 
