@@ -74,14 +74,17 @@ def test_sub_epoch_order_changes_with_epoch(rng):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("with_biases", [False, True])
 def test_grid_epoch_is_bit_identical_across_thread_counts(rng, dtype, with_biases):
-    ratings = random_ratings(rng, 300, 200, 6000, value_dtype=dtype)
-    U, V = random_factors(rng, 300, 200, 16, dtype)
+    # 3 blocks per side and 150k ratings: every sub-epoch has 50k, enough for the kernel to use
+    # more than one thread (it keeps at least 20k ratings per thread).
+    ratings = random_ratings(rng, 600, 500, 150_000, value_dtype=dtype)
+    U, V = random_factors(rng, 600, 500, 16, dtype)
     results = []
     for threads in (1, 2, 3):
-        biases = (3.0, np.zeros(300, dtype), np.zeros(200, dtype)) if with_biases else None
+        biases = (3.0, np.zeros(600, dtype), np.zeros(500, dtype)) if with_biases else None
         U_t, V_t = U.copy(), V.copy()
         for epoch in range(3):
-            latentmf.sgd_epoch(ratings, U_t, V_t, 0.02, 0.05, threads=threads, biases=biases, epoch=epoch)
+            latentmf.sgd_epoch(ratings, U_t, V_t, 0.02, 0.05, threads=threads, biases=biases, blocks=3,
+                               epoch=epoch)
         results.append((U_t, V_t) + (() if biases is None else biases[1:]))
     for other in results[1:]:
         for a, b in zip(results[0], other):

@@ -235,6 +235,9 @@ decltype(auto) with_variant(std::int64_t n_factors, const Biases<Scalar>& b, con
   });
 }
 
+// Ratings below which another thread costs more than it saves in one SGD sub-epoch.
+constexpr std::int64_t min_ratings_per_thread = 20000;
+
 // Sub-epoch s of the given epoch: its B blocks run in parallel, largest first so that the
 // threads finish together. Each block is one thread's sequential work on rows no other block
 // of the sub-epoch touches, so the result is the same for any thread count.
@@ -253,6 +256,11 @@ double sgd_sub_epoch(const BlockGrid<Scalar>& grid, const Factors<Scalar>& f, co
     return grid.block_size(x, item_group_of(x)) > grid.block_size(y, item_group_of(y));
   });
   std::vector<double> squared_errors(static_cast<std::size_t>(B), 0.0);
+  // A sub-epoch of a small data set is over in microseconds, less than waking threads and meeting
+  // at the barrier costs: give each thread some work (the result is the same for any count).
+  std::int64_t ratings = 0;
+  for (int p = 0; p < B; ++p) ratings += grid.block_size(p, item_group_of(p));
+  threads = int(std::max<std::int64_t>(1, std::min<std::int64_t>(threads, ratings / min_ratings_per_thread)));
   with_variant(f.n_factors, b, a, [&](auto fixed, auto with_biases, auto adaptive) {
     constexpr int FixedF = decltype(fixed)::value;
     constexpr bool WithBiases = decltype(with_biases)::value, Adaptive = decltype(adaptive)::value;
