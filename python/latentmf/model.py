@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import math
+import threading
 import time
-from collections.abc import Callable, Iterable
-from typing import Any, NamedTuple
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
@@ -46,6 +49,87 @@ class UserFactors(NamedTuple):
 
     factors: np.ndarray
     bias: float
+
+
+class _Guard:
+    """Who is using one model at the moment: one thread training it (fit, partial_fit), or any
+    number of threads reading it (predict, recommend, save, ...).
+
+    A call that conflicts with one under way in another thread raises RuntimeError at once: it
+    never waits (so it cannot deadlock), and a training never runs beside another training or a
+    reader of the factors it is changing. The thread that is training may read its own model
+    (a callback may predict, recommend or save); it may not start a second training inside the
+    first.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._trainer: tuple[int, str] | None = None  # (thread, method)
+        self._readers: dict[int, list[str]] = {}  # thread -> the methods it is in
+
+    @contextmanager
+    def training(self, method: str) -> Iterator[None]:
+        me = threading.get_ident()
+        with self._lock:
+            if self._trainer is not None:
+                thread, other = self._trainer
+                where = "this thread (a callback cannot start another training)" if thread == me else "another thread"
+                raise RuntimeError(f"{method}: this model is already being trained by {other} in {where}; one model "
+                                   "trains in one thread at a time (use one model per thread, or wait for "
+                                   f"{other} to return)")
+            if self._readers:
+                other = next(iter(self._readers.values()))[0]
+                raise RuntimeError(f"{method}: this model is in use by {other} in another thread; it cannot be "
+                                   f"trained until {other} returns (use one model per thread, or wait)")
+            self._trainer = (me, method)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._trainer = None
+
+    @contextmanager
+    def reading(self, method: str) -> Iterator[None]:
+        me = threading.get_ident()
+        with self._lock:
+            if self._trainer is not None and self._trainer[0] != me:
+                raise RuntimeError(f"{method}: this model is being trained by {self._trainer[1]} in another thread, "
+                                   f"which is changing its factors; call {method} after {self._trainer[1]} returns "
+                                   "(or on another model)")
+            self._readers.setdefault(me, []).append(method)
+        try:
+            yield
+        finally:
+            with self._lock:
+                methods = self._readers[me]
+                methods.pop()
+                if not methods:
+                    del self._readers[me]
+
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _trains(method: _Method) -> _Method:
+    """Marks a method that changes the model: it runs in one thread at a time, with no reader."""
+
+    @functools.wraps(method)
+    def guarded(self: MatrixFactorization, *args: Any, **kwargs: Any) -> Any:
+        with self._guard().training(method.__name__):
+            return method(self, *args, **kwargs)
+
+    return guarded  # type: ignore[return-value]
+
+
+def _reads(method: _Method) -> _Method:
+    """Marks a method that reads the learned state: any number at once, but not beside a training."""
+
+    @functools.wraps(method)
+    def guarded(self: MatrixFactorization, *args: Any, **kwargs: Any) -> Any:
+        with self._guard().reading(method.__name__):
+            return method(self, *args, **kwargs)
+
+    return guarded  # type: ignore[return-value]
 
 
 def _default_gd_learning_rate(data: Ratings) -> float:
@@ -125,6 +209,19 @@ class MatrixFactorization:
         bias of whichever side is known (no factor term), and recommend to an unknown user the
         items with the highest item bias (in item order without biases); unknown items in fold_in
         are skipped. similar_items always raises for an unknown item.
+
+    Threads
+    -------
+    The native loops release the GIL, so models in different threads train and predict in
+    parallel. One model is used by one thread at a time for training: fit and partial_fit are
+    exclusive, while predict, score, recommend, recommend_all, similar_items, fold_in,
+    recommend_for, predict_for, save and pickling may run in many threads at once. A call that
+    conflicts with one under way in another thread (fit beside fit, or predict beside fit)
+    raises RuntimeError immediately; it never waits and never reads factors that are being
+    changed. The thread that trains may read its own model from a callback. The arrays U, V and
+    the biases are views of the model's memory: reading them in one thread while another trains
+    the model sees values in the middle of an update, and writing them while any call runs is
+    the caller's race.
 
     Failures
     --------
@@ -277,6 +374,7 @@ class MatrixFactorization:
 
     # Training
 
+    @_trains
     def fit(self, ratings: Any, validation: Any = None, *,
             callbacks: Iterable[Callback] | None = None) -> MatrixFactorization:
         """Fit to `ratings` (a Ratings or a (users, items, values) tuple); returns self.
@@ -293,7 +391,7 @@ class MatrixFactorization:
         unless warm_start is set and the model is fitted: then it continues. Bad arguments raise
         before anything changes. If the loss stops being finite, fit restores the last finite
         epoch and raises FloatingPointError; on KeyboardInterrupt it restores the last finished
-        epoch and re-raises.
+        epoch and re-raises. Another thread using this model meanwhile gets a RuntimeError.
         """
         settings = self._settings()
         data, held_out = _training_data(ratings, validation)
@@ -306,6 +404,7 @@ class MatrixFactorization:
         self._train(trainer, data, held_out, settings, settings["epochs"], hooks)
         return self
 
+    @_trains
     def partial_fit(self, ratings: Any = None, epochs: int = 1, *, validation: Any = None,
                     callbacks: Iterable[Callback] | None = None) -> MatrixFactorization:
         """Continue training for `epochs` more epochs; returns self.
@@ -334,6 +433,14 @@ class MatrixFactorization:
             trainer = self._start(data, settings, epochs)
         self._train(trainer, data, held_out, settings, epochs, hooks)
         return self
+
+    def _guard(self) -> _Guard:
+        """This model's _Guard, made on first use (so that __init__ only stores hyper-parameters,
+        and unpickled or cloned models get their own)."""
+        guard = self.__dict__.get("_use")
+        if guard is None:
+            guard = self.__dict__.setdefault("_use", _Guard())
+        return guard
 
     def _is_fitted(self) -> bool:
         return getattr(self, "_native", None) is not None
@@ -556,6 +663,7 @@ class MatrixFactorization:
 
     # Prediction
 
+    @_reads
     def predict(self, users: Any, items: Any = None) -> np.ndarray:
         """The predicted ratings for the pairs (users[k], items[k]), in the model's dtype.
 
@@ -604,6 +712,7 @@ class MatrixFactorization:
             squared += float(errors @ errors)
         return math.sqrt(squared / len(data))
 
+    @_reads
     def score(self, X: Any, y: Any) -> float:
         """R^2 of predict(X) against the ratings y: 1 - sum (y - y_hat)^2 / sum (y - mean y)^2.
 
@@ -622,6 +731,7 @@ class MatrixFactorization:
 
     # Top-N
 
+    @_reads
     def recommend(self, user: Any, k: int = 10, exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """The k items with the highest predicted rating for `user`, best first, as (items, scores).
 
@@ -636,6 +746,7 @@ class MatrixFactorization:
         found = items[0] >= 0
         return self._item_ids_out(items[0][found]), scores[0][found]
 
+    @_reads
     def recommend_all(self, users: Any = None, k: int = 10,
                       exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """The k best items for each of `users` (default: every user, in the order of the rows of U)
@@ -685,6 +796,7 @@ class MatrixFactorization:
                                         excluded, self._threads())
         return items[0], scores[0]
 
+    @_reads
     def similar_items(self, item: Any, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """The k items whose factor vectors are closest to `item`'s by cosine similarity, best first,
         as (items, similarities), leaving out `item` itself. Items with all-zero factors have
@@ -703,6 +815,7 @@ class MatrixFactorization:
 
     # New users without retraining
 
+    @_reads
     def fold_in(self, items: Any, values: Any) -> UserFactors:
         """Factors for a user the model was not trained on, from their ratings, V held fixed.
 
@@ -752,6 +865,7 @@ class MatrixFactorization:
                              f"factors of shape {vector.shape} and dtype {vector.dtype}")
         return vector, as_real(bias, "bias", -np.inf)
 
+    @_reads
     def recommend_for(self, user: UserFactors | tuple[Any, float], k: int = 10,
                       exclude: Any = None) -> tuple[np.ndarray, np.ndarray]:
         """The k best items, as (items, scores), for a user given by `fold_in`'s (factors, bias),
@@ -765,6 +879,7 @@ class MatrixFactorization:
         found = items >= 0
         return self._item_ids_out(items[found]), scores[found]
 
+    @_reads
     def predict_for(self, user: UserFactors | tuple[Any, float], items: Any) -> np.ndarray:
         """Predicted ratings of `items` for a user given by `fold_in`'s (factors, bias)."""
         factors, bias = self._user_factors(user)
@@ -781,6 +896,7 @@ class MatrixFactorization:
 
     # Persistence
 
+    @_reads
     def save(self, path: Any) -> None:
         """Write the model to `path` (see `latentmf.persistence` for the format), atomically:
         a reader never sees a half-written file. Any file name works; ".npz" is the convention."""
@@ -788,6 +904,7 @@ class MatrixFactorization:
 
         save(self, path)
 
+    @_reads
     def __getstate__(self) -> dict[str, Any]:
         """Hyper-parameters, plus the fitted state in the model file's form (no native object)."""
         state: dict[str, Any] = {"params": self.get_params()}
