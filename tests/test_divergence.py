@@ -108,15 +108,23 @@ def test_sgd_stops_at_the_first_sub_epoch_that_is_not_finite(ratings, solver, mo
     assert len(results) < 8 * (len(model.history_["epoch"]) + 1)  # the epoch did not run to its end
 
 
-def test_initial_factors_that_already_overflow_get_their_own_hint(ratings):
-    model = _model(init_std=1e20, dtype="float32")
-    with pytest.raises(FloatingPointError, match=r"the loss is not finite \(inf\) even before training: the initial "
-                                                 r"factors are too large .* lower init_std or init_mean"):
-        model.fit(ratings)
+def test_a_loss_that_is_not_finite_from_the_start_gets_its_own_hint():
+    """Not the step's fault: the squares of these ratings overflow float64 before any update."""
+    huge = latentmf.Ratings([0, 1, 2], [0, 1, 0], [1e200, -1e200, 1e200])
+    model = _model(dtype="float64")
+    with pytest.raises(FloatingPointError, match=r"the loss is not finite \(inf\) even before training: the ratings "
+                                                 r"or the initial factors .* are too large to square in float64"):
+        model.fit(huge)
     assert model.history_["epoch"] == []
+
+
+def test_initial_factors_that_overflow_are_refused_before_training(ratings):
     with pytest.raises(ValueError, match=r"init_std=1e\+38 and init_mean=None give initial factors that float32 "
                                          "cannot hold"):
         _model(init_std=1e38, dtype="float32").fit(ratings)
+    with pytest.raises(ValueError, match=r"init_std=1e\+20 and init_mean=None give initial predictions up to "
+                                         r"\d.*e\+41, which overflow float32"):
+        _model(init_std=1e20, dtype="float32").fit(ratings)
 
 
 def test_a_failed_fit_of_a_fitted_model_with_bad_init_leaves_it_alone(ratings):

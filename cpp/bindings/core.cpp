@@ -97,8 +97,9 @@ void check_disjoint(const std::vector<std::pair<const char*, py::object>>& array
     }
 }
 
-// U and V as the core's Factors; both of dtype Scalar, 2-D, C-contiguous, the same width,
-// writeable when the call updates them, and not sharing memory.
+// U and V as the core's Factors; both of dtype Scalar, 2-D, C-contiguous, the same width, and
+// when the call updates them, writeable and not sharing memory (a call that only reads them may
+// be given one array twice).
 template <class Scalar>
 Factors<Scalar> factors_of(const py::array& U, const py::array& V, bool writeable) {
   check_array<Scalar>(U, "U", 2, writeable);
@@ -107,7 +108,7 @@ Factors<Scalar> factors_of(const py::array& U, const py::array& V, bool writeabl
     throw py::value_error("U and V must have the same number of columns (factors), got " +
                           std::to_string(U.shape(1)) + " and " + std::to_string(V.shape(1)));
   if (U.shape(1) < 1) throw py::value_error("U and V must have at least one column (factor)");
-  check_disjoint({{"U", U}, {"V", V}});
+  if (writeable) check_disjoint({{"U", U}, {"V", V}});
   return {static_cast<Scalar*>(const_cast<void*>(U.data())), static_cast<Scalar*>(const_cast<void*>(V.data())),
           U.shape(0), V.shape(0), U.shape(1)};
 }

@@ -552,9 +552,9 @@ class MatrixFactorization:
             squared_errors, penalty = trainer.objective()
             start = 0.5 * (squared_errors + settings["regularization"] * penalty)
             if not math.isfinite(start):
-                return (f"the loss is not finite ({start}) even before training: the initial factors are too "
-                        f"large for the ratings (init_std={settings['init_std']}, init_mean="
-                        f"{settings['init_mean']}); lower init_std or init_mean")
+                return (f"the loss is not finite ({start}) even before training: the ratings or the initial "
+                        f"factors (init_std={settings['init_std']}, init_mean={settings['init_mean']}) are too "
+                        f"large to square in {settings['dtype']}")
         return (f"training diverged in epoch {epoch}: the loss became {loss}; the model keeps the last finite "
                 f"epoch ({'none: the initial factors' if not self.history_['epoch'] else self.history_['epoch'][-1]}"
                 f"). Lower the learning rate (it was {step:g}).")
@@ -1087,6 +1087,12 @@ def _initialize(native: Any, data: Ratings, settings: dict[str, Any]) -> None:
     if not (np.isfinite(native.U).all() and np.isfinite(native.V).all()):
         raise ValueError(f"init_std={settings['init_std']!r} and init_mean={settings['init_mean']!r} give initial "
                          f"factors that {settings['dtype']} cannot hold: lower them")
+    # |u . v| <= F max|u| max|v|: initial predictions must stay far from overflowing the dtype, or
+    # the first loss is not finite (that would be refused only after a fitted model was replaced).
+    largest = float(np.abs(native.U).max()) * float(np.abs(native.V).max()) * settings["factors"]
+    if largest > float(np.finfo(settings["dtype"]).max) / 4:
+        raise ValueError(f"init_std={settings['init_std']!r} and init_mean={settings['init_mean']!r} give initial "
+                         f"predictions up to {largest:.3g}, which overflow {settings['dtype']}: lower them")
     native.global_mean = data.mean if settings["biases"] else 0.0
     if settings["solver"] == "adagrad":
         native.user_accumulators[...] = 1
