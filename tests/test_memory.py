@@ -145,3 +145,36 @@ def test_an_absurd_omp_num_threads_does_not_end_the_process():
                             env={**os.environ, "OMP_NUM_THREADS": "100000000"})
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "True"
+
+
+PEAK_CHILD = """
+import resource, sys, numpy as np, latentmf
+data = np.load(sys.argv[1])
+ratings = latentmf.Ratings(data["users"], data["items"], data["values"])
+latentmf.MatrixFactorization(factors=4, epochs=1).fit(latentmf.Ratings([0, 1], [1, 0], [1.0, 2.0]))  # warm
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+model = latentmf.MatrixFactorization(factors=32, epochs=2, seed=0, solver=sys.argv[2]).fit(ratings)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+native = model._native
+factors = sum(a.nbytes for a in (native.U, native.V, native.user_bias, native.item_bias, native.user_accumulators,
+                                 native.item_accumulators))
+size = ratings.users.nbytes + ratings.items.nbytes + ratings.values.nbytes
+print((peak - before) * 1024 / (size + factors))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the peak resident memory in KiB (Linux)")
+@pytest.mark.skipif("libasan" in os.environ.get("LD_PRELOAD", ""), reason="AddressSanitizer's shadow memory")
+@pytest.mark.parametrize("solver, bound", [("adagrad", 1.5), ("gd", 2.4)])
+def test_fit_needs_little_more_than_the_ratings_and_the_factors(tmp_path, solver, bound):
+    """What fit adds to the process at its peak, over the caller's ratings plus the model's factors,
+    for 2M ratings in a fresh process: SGD holds the ratings once more in block order (8 of the
+    caller's 12 bytes per rating) and one copy of the factors to roll back to (1.1 here); GD holds
+    them by user and by item (1.9). benchmarks/bench_memory.py measures the 10M set."""
+    ratings = latentmf.datasets.synthetic(40_000, 4_000, 2_000_000, seed=0)
+    np.savez(tmp_path / "ratings.npz", users=ratings.users, items=ratings.items,
+             values=ratings.values.astype(np.float32))
+    result = subprocess.run([sys.executable, "-c", PEAK_CHILD, str(tmp_path / "ratings.npz"), solver],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert float(result.stdout) < bound
