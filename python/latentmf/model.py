@@ -346,7 +346,7 @@ class MatrixFactorization:
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.unknown not in UNKNOWN_POLICIES:
             raise ValueError(f"unknown must be one of {UNKNOWN_POLICIES}, got {self.unknown!r}")
-        settings = {
+        settings: dict[str, Any] = {
             "factors": as_integer(self.factors, "factors", 1, 1 << 20),
             "solver": self.solver,
             "epochs": as_integer(self.epochs, "epochs", 0),
@@ -1120,6 +1120,14 @@ class _Trainer:
     def restore(self, snapshot: list[np.ndarray]) -> None:
         for target, saved in zip(self._arrays(), snapshot):
             target[...] = saved
+
+    def run_epoch(self, epoch: int, learning_rate: float) -> bool:
+        """One epoch in place; False when it stopped early on a value that is not finite."""
+        raise NotImplementedError
+
+    def objective(self) -> tuple[float, float]:
+        """(squared errors, penalty) of the training ratings at the current factors."""
+        raise NotImplementedError
 
 
 class _SgdTrainer(_Trainer):
