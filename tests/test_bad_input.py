@@ -1,233 +1,532 @@
-"""Bad input raises an error that names the argument, and changes nothing."""
+"""The bad-input catalogue: every public entry point, fed what it must refuse.
+
+Each case is one bad input to one entry point. It must raise the specific exception with a message
+that names the argument, and leave everything it touched as it was: the fitted models (factors,
+biases, AdaGrad accumulators, history, the native model itself) and the caller's arrays. The
+command line must exit with code 2 and one line naming the problem, leaving its output file alone.
+`CATALOGUE` and `CLI_CATALOGUE` are the lists; `test_the_catalogue_is_large_and_covers_every_entry`
+counts them.
+"""
 
 from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 import pytest
 
 import latentmf
+from latentmf import Ratings, reference
+from latentmf.cli import main
 
 from conftest import random_factors, random_ratings
 
-GOOD = dict(users=[0, 1, 2], items=[1, 0, 1], values=[4.0, 3.0, 5.0])
+
+class World:
+    """What a case may touch: small ratings and the caller's arrays for the functions of arrays,
+    and fitted models (dense indices with AdaGrad and biases, raw ids with SGD and no biases)."""
+
+    def __init__(self, rng: np.random.Generator, tmp_path: Any) -> None:
+        self.tmp_path = tmp_path
+        self.ratings = random_ratings(rng, 10, 8, 30)
+        self.U, self.V = random_factors(rng, 10, 8, 3)
+        self.user_bias, self.item_bias = np.zeros(10), np.zeros(8)
+        self.biases = (3.0, self.user_bias, self.item_bias)
+        self.adagrad = (np.ones((10, 2)), np.ones((8, 2)))
+        self.train = random_ratings(rng, 20, 10, 60)
+        self.model = latentmf.MatrixFactorization(factors=3, epochs=2, seed=1).fit(self.train)
+        raw = Ratings.from_ids(np.array([f"u{n}" for n in range(20)])[self.train.users],
+                               self.train.items.astype(np.int64) * 10 + 7, self.train.values)
+        self.raw_model = latentmf.MatrixFactorization(factors=3, epochs=2, solver="sgd", biases=False).fit(raw)
+        self.raw = raw
+
+    def arrays(self) -> list[np.ndarray]:
+        return [self.U, self.V, self.user_bias, self.item_bias, *self.adagrad]
+
+    def state(self) -> list[Any]:
+        """Copies of everything a bad call must leave alone."""
+        state: list[Any] = [a.copy() for a in self.arrays()]
+        for model in (self.model, self.raw_model):
+            native = model._native
+            state += [native, native.U.copy(), native.V.copy(), native.user_bias.copy(), native.item_bias.copy(),
+                      native.user_accumulators.copy(), native.item_accumulators.copy(), native.global_mean,
+                      {key: list(values) for key, values in model.history_.items()}, model.best_epoch_,
+                      model.user_ids_, model.item_ids_, model._settings_used]
+        return state
 
 
-def _ratings(**changes):
-    arguments = {**GOOD, **changes}
-    return latentmf.Ratings(arguments.pop("users"), arguments.pop("items"), arguments.pop("values"), **arguments)
+def _assert_unchanged(before: list[Any], after: list[Any]) -> None:
+    assert len(before) == len(after)
+    for a, b in zip(before, after):
+        if isinstance(a, np.ndarray):
+            np.testing.assert_array_equal(a, b)
+        elif type(a).__module__ == "latentmf._core":
+            assert a is b  # the same native model, not a new one
+        else:
+            assert a == b
 
 
-@pytest.mark.parametrize(
-    "changes, error, match",
-    [
-        (dict(users=[0, -1, 2]), ValueError, r"users\[1\] = -1 is outside \[0, n_users=3\)"),
-        (dict(items=[1, 0, 7], n_items=2), ValueError, r"items\[2\] = 7 is outside \[0, n_items=2\)"),
-        (dict(users=[0, 1, 5], n_users=3), ValueError, r"users\[2\] = 5 is outside"),
-        (dict(values=[4.0, np.nan, 5.0]), ValueError, r"values\[1\] = nan is not a finite number"),
-        (dict(values=[4.0, 3.0, np.inf]), ValueError, r"values\[2\] = inf"),
-        (dict(values=[4.0, 3.0]), ValueError, "same length"),
-        (dict(users=[[0, 1, 2]]), ValueError, "users must be 1-dimensional"),
-        (dict(values=np.ones((3, 1))), ValueError, "values must be 1-dimensional"),
-        (dict(users=["a", "b", "c"]), TypeError, "users must hold integer indices"),
-        (dict(users=[0.0, 1.0, 2.0]), TypeError, "users must hold integer indices"),
-        (dict(items=[True, False, True]), TypeError, "items must hold integer indices"),
-        (dict(values=["4", "3", "5"]), TypeError, "values must hold real numbers"),
-        (dict(users=[], items=[], values=[]), ValueError, "empty"),
-        (dict(n_users=0), ValueError, "n_users must be >= 1"),
-        (dict(n_items=1.5), TypeError, "n_items must be an integer"),
-        (dict(users=np.array([0, 1, 2**40])), ValueError, "n_users = 1099511627777 exceeds the supported maximum"),
-    ],
-)
-def test_bad_ratings(changes, error, match):
-    with pytest.raises(error, match=match):
-        _ratings(**changes)
+@dataclass(frozen=True)
+class Bad:
+    entry: str  # the public entry point
+    what: str  # what is wrong with the input
+    call: Callable[[World], Any]
+    error: type[BaseException]
+    match: str  # names the argument
 
+
+def _refit(**params: Any) -> Callable[[World], Any]:
+    """fit with changed hyper-parameters on a fitted model (which must stay as it was)."""
+    return lambda w: w.model.set_params(**params).fit(w.train)
+
+
+def _fortran(a: np.ndarray) -> np.ndarray:
+    return np.asfortranarray(a)
+
+
+def _read_only(a: np.ndarray) -> np.ndarray:
+    view = a.view()
+    view.flags.writeable = False
+    return view
+
+
+def _text_file(w: World) -> str:
+    path = w.tmp_path / "notes.npz"
+    path.write_text("these are not factors")
+    return str(path)
+
+
+MF = latentmf.MatrixFactorization
+
+CATALOGUE = [
+    # Ratings: the constructor of every data set
+    Bad("Ratings", "negative user", lambda w: Ratings([0, -1, 2], [1, 0, 1], [4.0, 3.0, 5.0]), ValueError,
+        r"users\[1\] = -1 is outside \[0, n_users=3\)"),
+    Bad("Ratings", "item beyond n_items", lambda w: Ratings([0, 1, 2], [1, 0, 7], [4.0, 3.0, 5.0], n_items=2),
+        ValueError, r"items\[2\] = 7 is outside \[0, n_items=2\)"),
+    Bad("Ratings", "user beyond n_users", lambda w: Ratings([0, 1, 5], [1, 0, 1], [4.0, 3.0, 5.0], n_users=3),
+        ValueError, r"users\[2\] = 5 is outside"),
+    Bad("Ratings", "NaN rating", lambda w: Ratings([0, 1, 2], [1, 0, 1], [4.0, np.nan, 5.0]), ValueError,
+        r"values\[1\] = nan is not a finite number"),
+    Bad("Ratings", "infinite rating", lambda w: Ratings([0, 1, 2], [1, 0, 1], [4.0, 3.0, np.inf]), ValueError,
+        r"values\[2\] = inf"),
+    Bad("Ratings", "lengths differ", lambda w: Ratings([0, 1, 2], [1, 0, 1], [4.0, 3.0]), ValueError,
+        "users, items and values must have the same length"),
+    Bad("Ratings", "2-D users", lambda w: Ratings([[0, 1, 2]], [1, 0, 1], [4.0, 3.0, 5.0]), ValueError,
+        "users must be 1-dimensional"),
+    Bad("Ratings", "2-D values", lambda w: Ratings([0, 1, 2], [1, 0, 1], np.ones((3, 1))), ValueError,
+        "values must be 1-dimensional"),
+    Bad("Ratings", "string users", lambda w: Ratings(["a", "b", "c"], [1, 0, 1], [4.0, 3.0, 5.0]), TypeError,
+        "users must hold integer indices"),
+    Bad("Ratings", "float users", lambda w: Ratings([0.0, 1.0, 2.0], [1, 0, 1], [4.0, 3.0, 5.0]), TypeError,
+        "users must hold integer indices"),
+    Bad("Ratings", "bool items", lambda w: Ratings([0, 1, 2], [True, False, True], [4.0, 3.0, 5.0]), TypeError,
+        "items must hold integer indices"),
+    Bad("Ratings", "string values", lambda w: Ratings([0, 1, 2], [1, 0, 1], ["4", "3", "5"]), TypeError,
+        "values must hold real numbers"),
+    Bad("Ratings", "complex values", lambda w: Ratings([0, 1, 2], [1, 0, 1], np.ones(3, complex)), TypeError,
+        "values must hold real numbers"),
+    Bad("Ratings", "empty", lambda w: Ratings([], [], []), ValueError, "users, items and values are empty"),
+    Bad("Ratings", "n_users = 0", lambda w: Ratings([0], [0], [1.0], n_users=0), ValueError, "n_users must be >= 1"),
+    Bad("Ratings", "fractional n_items", lambda w: Ratings([0], [0], [1.0], n_items=1.5), TypeError,
+        "n_items must be an integer"),
+    Bad("Ratings", "int64 ids beyond int32", lambda w: Ratings(np.array([0, 1, 2**40]), [1, 0, 1], [4.0, 3.0, 5.0]),
+        ValueError, "n_users = 1099511627777 exceeds the supported maximum"),
+    Bad("Ratings", "uint64 beyond int64", lambda w: Ratings(np.array([0, 2**64 - 1], np.uint64), [0, 1], [1.0, 2.0]),
+        ValueError, "users holds 18446744073709551615, beyond the int64 range"),
+    Bad("Ratings", "n_users beyond int32", lambda w: Ratings([0], [0], [1.0], n_users=2**31), ValueError,
+        "n_users = 2147483648 exceeds the supported maximum"),
+    Bad("Ratings", "timestamps of another length", lambda w: Ratings([0, 1], [0, 1], [1.0, 2.0], timestamps=[1]),
+        ValueError, r"timestamps must have one entry per rating \(2\)"),
+    Bad("Ratings.from_ids", "ids of another length", lambda w: Ratings.from_ids(["a", "b"], [1], [1.0, 2.0]),
+        ValueError, "must have the same length"),
+    Bad("Ratings.from_ids", "id unknown to ids_from", lambda w: Ratings.from_ids(["zz"], [17], [1.0], ids_from=w.raw),
+        ValueError, r"users\[0\] = 'zz' is not a known id"),
+    Bad("Ratings.from_dense", "3-D R", lambda w: Ratings.from_dense(np.ones((2, 2, 2))), ValueError,
+        "R must be 2-dimensional"),
+    Bad("Ratings.from_dense", "mask of another shape", lambda w: Ratings.from_dense(np.ones((2, 2)), np.ones(3, bool)),
+        ValueError, "mask must have R's shape"),
+    Bad("Ratings.from_dataframe", "missing column", lambda w: Ratings.from_dataframe({"user": [1], "item": [2]}),
+        ValueError, "rating='rating' is not a column of df"),
+    Bad("Ratings.split", "test_size 1.5", lambda w: w.train.split(1.5), ValueError, "test_size must be in"),
+
+    # MatrixFactorization hyper-parameters, checked by fit before anything changes
+    Bad("MatrixFactorization", "factors = 0", _refit(factors=0), ValueError, "factors must be >= 1"),
+    Bad("MatrixFactorization", "factors = 10**9", _refit(factors=10**9), ValueError,
+        "factors must be >= 1 and <= 1048576, got 1000000000"),
+    Bad("MatrixFactorization", "fractional factors", _refit(factors=2.5), TypeError, "factors must be an integer"),
+    Bad("MatrixFactorization", "unknown solver", _refit(solver="als"), ValueError, "solver must be one of"),
+    Bad("MatrixFactorization", "negative epochs", _refit(epochs=-1), ValueError, "epochs must be >= 0"),
+    Bad("MatrixFactorization", "epochs as text", _refit(epochs="3"), TypeError, "epochs must be an integer"),
+    Bad("MatrixFactorization", "learning_rate < 0", _refit(learning_rate=-0.01), ValueError,
+        "learning_rate must be a finite number > 0"),
+    Bad("MatrixFactorization", "learning_rate = 0", _refit(learning_rate=0.0), ValueError,
+        "learning_rate must be a finite number > 0"),
+    Bad("MatrixFactorization", "NaN learning_rate", _refit(learning_rate=float("nan")), ValueError,
+        "learning_rate must be a finite number"),
+    Bad("MatrixFactorization", "learning_rate beyond float32", _refit(learning_rate=1e300), ValueError,
+        r"learning_rate=1e\+300 is inf in float32"),
+    Bad("MatrixFactorization", "learning_rate below float32", _refit(learning_rate=1e-50), ValueError,
+        "learning_rate=1e-50 is 0 in float32"),
+    Bad("MatrixFactorization", "negative regularization", _refit(regularization=-1), ValueError,
+        "regularization must be a finite number >= 0"),
+    Bad("MatrixFactorization", "infinite regularization", _refit(regularization=float("inf")), ValueError,
+        "regularization must be a finite number"),
+    Bad("MatrixFactorization", "regularization beyond float32", _refit(regularization=1e39), ValueError,
+        r"regularization=1e\+39 is inf in float32"),
+    Bad("MatrixFactorization", "negative decay", _refit(learning_rate_decay=-1), ValueError, "learning_rate_decay"),
+    Bad("MatrixFactorization", "decay that rounds steps to 0", _refit(learning_rate_decay=1e308), ValueError,
+        r"learning_rate_decay=1e\+308 makes the step of epoch 1"),
+    Bad("MatrixFactorization", "negative init_std", _refit(init_std=-1), ValueError, "init_std must be"),
+    Bad("MatrixFactorization", "init_std that overflows", _refit(init_std=1e38), ValueError,
+        r"init_std=1e\+38 and init_mean=None give initial (factors that float32 cannot hold|predictions up to)"),
+    Bad("MatrixFactorization", "init_mean whose predictions overflow", _refit(init_mean=1e19), ValueError,
+        r"init_std=0.01 and init_mean=1e\+19 give initial predictions up to 3e\+38, which overflow float32"),
+    Bad("MatrixFactorization", "NaN init_mean", _refit(init_mean=float("nan")), ValueError, "init_mean must be"),
+    Bad("MatrixFactorization", "float16 dtype", _refit(dtype="float16"), ValueError,
+        "dtype must be 'float32' or 'float64'"),
+    Bad("MatrixFactorization", "nonsense dtype", _refit(dtype="nonsense"), ValueError, "dtype must be"),
+    Bad("MatrixFactorization", "integer dtype", _refit(dtype=np.int32), ValueError, "dtype must be"),
+    Bad("MatrixFactorization", "threads = 0", _refit(threads=0), ValueError, "threads must be >= 1"),
+    Bad("MatrixFactorization", "threads = True", _refit(threads=True), TypeError, "threads must be an integer"),
+    Bad("MatrixFactorization", "blocks = 0", _refit(blocks=0), ValueError, "blocks must be >= 1"),
+    Bad("MatrixFactorization", "blocks = 5000", _refit(blocks=5000), ValueError, "blocks must be >= 1 and <= 1024"),
+    Bad("MatrixFactorization", "negative seed", _refit(seed=-3), ValueError, "seed must be >= 0"),
+    Bad("MatrixFactorization", "seed beyond 64 bits", _refit(seed=2**70), ValueError,
+        "seed must be >= 0 and <= 18446744073709551615"),
+    Bad("MatrixFactorization", "biases as text", _refit(biases="yes"), TypeError, "biases must be True or False"),
+    Bad("MatrixFactorization", "warm_start as text", _refit(warm_start="no"), TypeError,
+        "warm_start must be True or False"),
+    Bad("MatrixFactorization", "early_stopping = 0", _refit(early_stopping=0), ValueError,
+        "early_stopping must be >= 1"),
+    Bad("MatrixFactorization", "unknown policy", _refit(unknown="guess"), ValueError, "unknown must be one of"),
+    Bad("MatrixFactorization.set_params", "no such parameter", lambda w: w.model.set_params(rank=3), ValueError,
+        "invalid parameter 'rank'"),
+
+    # fit and partial_fit: the data
+    Bad("fit", "a matrix for ratings", lambda w: MF(factors=3).fit(np.ones((5, 3))), TypeError,
+        "ratings must be a latentmf.Ratings"),
+    Bad("fit", "validation with other users", lambda w: w.model.fit(w.train, validation=Ratings([24], [0], [3.0])),
+        ValueError, "validation has user 24"),
+    Bad("fit", "validation with other ids", lambda w: w.model.fit(w.train, validation=w.raw), ValueError,
+        "validation must map ids like the training ratings"),
+    Bad("fit", "early stopping without validation", lambda w: w.model.set_params(early_stopping=2).fit(w.train),
+        ValueError, "early_stopping needs a validation set"),
+    Bad("fit", "NaN in a tuple of arrays", lambda w: w.model.fit(([0, 1], [0, 1], [1.0, np.nan])), ValueError,
+        r"values\[1\] = nan"),
+    Bad("fit", "X of three columns", lambda w: w.model.fit(np.ones((4, 3)), np.ones(4)), ValueError,
+        r"X must be an \(n, 2\) array"),
+    Bad("fit", "y of another length", lambda w: w.model.fit(np.ones((4, 2), int), np.ones(3)), ValueError,
+        "y must be 1-dimensional with one rating per row of X"),
+    Bad("fit", "a callback that is not callable", lambda w: w.model.fit(w.train, callbacks=[print, 3]), TypeError,
+        r"callbacks\[1\] must be callable"),
+    Bad("partial_fit", "more users", lambda w: w.model.partial_fit(random_ratings(np.random.default_rng(0), 21, 10, 60)),
+        ValueError, "the ratings have n_users=21, n_items=10 but the fitted model has 20"),
+    Bad("partial_fit", "other factors", lambda w: w.model.set_params(factors=5).partial_fit(), ValueError,
+        "factors is 5 but the fitted model has 3"),
+    Bad("partial_fit", "negative epochs", lambda w: w.model.partial_fit(epochs=-2), ValueError,
+        "epochs must be >= 0"),
+    Bad("partial_fit", "ids mapped differently", lambda w: w.raw_model.partial_fit(
+        Ratings(w.raw.users, w.raw.items, w.raw.values, w.raw.n_users, w.raw.n_items)), ValueError,
+        "the ratings map ids differently from the fitted model"),
+
+    # predict, score
+    Bad("predict", "user beyond n_users", lambda w: w.model.predict([0, 20], [0, 1]), ValueError,
+        r"users\[1\] = 20 is outside \[0, n_users=20\)"),
+    Bad("predict", "negative item", lambda w: w.model.predict([0], [-1]), ValueError, r"items\[0\] = -1 is outside"),
+    Bad("predict", "int64 id beyond int32", lambda w: w.model.predict(np.array([2**40]), [0]), ValueError,
+        r"users\[0\] = 1099511627776 is outside"),
+    Bad("predict", "lengths differ", lambda w: w.model.predict([0, 1], [0]), ValueError,
+        "users and items must have the same length"),
+    Bad("predict", "fractional ids", lambda w: w.model.predict([0.5], [0]), TypeError, "users must hold integer"),
+    Bad("predict", "2-D ids", lambda w: w.model.predict([[0, 1]], [[0, 1]]), ValueError,
+        "users must be one id or a 1-dimensional array"),
+    Bad("predict", "X of three columns", lambda w: w.model.predict(np.zeros((2, 3), int)), ValueError,
+        r"X must be an \(n, 2\) array"),
+    Bad("predict", "unknown raw id", lambda w: w.raw_model.predict(["nobody"], [17]), ValueError,
+        r"users\[0\] = 'nobody' is not among the users"),
+    Bad("predict", "indices for a raw-id model", lambda w: w.raw_model.predict([0], [17]), TypeError,
+        "users must hold strings like the ids this map was built from, got dtype int64"),
+    Bad("predict", "unfitted model", lambda w: MF().predict([0], [0]), latentmf.NotFittedError, "not fitted yet"),
+    Bad("score", "y of another length", lambda w: w.model.score(np.zeros((2, 2), int), [3.0]), ValueError,
+        "X and y must have the same length"),
+
+    # top-N
+    Bad("recommend", "user beyond n_users", lambda w: w.model.recommend(20), ValueError,
+        r"user = 20 is outside \[0, n_users=20\)"),
+    Bad("recommend", "k = 0", lambda w: w.model.recommend(0, k=0), ValueError, "k must be >= 1"),
+    Bad("recommend", "fractional k", lambda w: w.model.recommend(0, k=2.5), TypeError, "k must be an integer"),
+    Bad("recommend", "many users", lambda w: w.model.recommend([0, 1]), TypeError, "user must be a single id"),
+    Bad("recommend", "k whose lists cannot fit", lambda w: w.model.recommend(0, k=10**12), MemoryError,
+        "MiB for the top-k items and scores"),
+    Bad("recommend_all", "negative user", lambda w: w.model.recommend_all([3, -1]), ValueError,
+        r"users\[1\] = -1 is outside"),
+    Bad("recommend_all", "k = -1", lambda w: w.model.recommend_all(k=-1), ValueError, "k must be >= 1"),
+    Bad("similar_items", "unknown item", lambda w: w.raw_model.similar_items(8), ValueError,
+        "item = 8 is not among the items"),
+    Bad("fold_in", "NaN rating", lambda w: w.model.fold_in([0], [np.nan]), ValueError, "values must be finite"),
+    Bad("fold_in", "lengths differ", lambda w: w.model.fold_in([0, 1], [3.0]), ValueError,
+        "items and values must have the same length"),
+    Bad("recommend_for", "not a fold_in result", lambda w: w.model.recommend_for(np.ones(3)), TypeError,
+        "user must be the"),
+    Bad("predict_for", "factors of another width", lambda w: w.model.predict_for((np.ones(4), 0.0), [0]), ValueError,
+        "with 3 factors"),
+
+    # loss and gradients
+    Bad("loss", "U with a row missing", lambda w: latentmf.loss(w.ratings, w.U[:9], w.V), ValueError,
+        "the ratings have n_users=10 but U has 9 rows"),
+    Bad("loss", "V of other width", lambda w: latentmf.loss(w.ratings, w.U, w.V[:, :2].copy()), ValueError,
+        "U and V must have the same number of columns"),
+    Bad("loss", "no factors", lambda w: latentmf.loss(w.ratings, w.U[:, :0], w.V[:, :0]), ValueError,
+        "U and V must have at least one column"),
+    Bad("loss", "U and V of two dtypes", lambda w: latentmf.loss(w.ratings, w.U.astype(np.float32), w.V), TypeError,
+        "U and V must both be float32 or both float64"),
+    Bad("loss", "integer factors", lambda w: latentmf.loss(w.ratings, w.U.astype(int), w.V.astype(int)), TypeError,
+        "U and V must both be float32 or both float64"),
+    Bad("loss", "big-endian factors", lambda w: latentmf.loss(w.ratings, w.U.astype(">f8"), w.V.astype(">f8")),
+        TypeError, "U and V must both be float32 or both float64"),
+    Bad("loss", "1-D U", lambda w: latentmf.loss(w.ratings, w.U.ravel(), w.V), ValueError,
+        "U and V must be 2-dimensional"),
+    Bad("loss", "U as a list", lambda w: latentmf.loss(w.ratings, w.U.tolist(), w.V), TypeError,
+        "U must be a numpy.ndarray"),
+    Bad("loss", "negative regularization", lambda w: latentmf.loss(w.ratings, w.U, w.V, -0.1), ValueError,
+        "regularization must be a finite number >= 0"),
+    Bad("gradients", "U view with reversed columns", lambda w: latentmf.gradients(w.ratings, w.U[:, ::-1], w.V),
+        TypeError, "U must be C-contiguous"),
+    Bad("gradients", "Fortran-ordered V", lambda w: latentmf.gradients(w.ratings, w.U, _fortran(w.V)), TypeError,
+        "V must be C-contiguous"),
+    Bad("gradients", "U view of the wrong shape", lambda w: latentmf.gradients(w.ratings, w.U.T, w.V), ValueError,
+        "the ratings have n_users=10 but U has 3 rows"),
+    Bad("gradients", "biases not a triple", lambda w: latentmf.gradients(w.ratings, w.U, w.V, biases=(3.0, 1.0)),
+        TypeError, r"biases must be None or a \(global_mean, user_bias, item_bias\) tuple"),
+    Bad("gradients", "item_bias too short", lambda w: latentmf.gradients(w.ratings, w.U, w.V,
+                                                                          biases=(3.0, w.user_bias, np.zeros(7))),
+        ValueError, "item_bias has length 7, expected n_items=8"),
+    Bad("gradients", "NaN regularization", lambda w: latentmf.gradients(w.ratings, w.U, w.V, np.nan), ValueError,
+        "regularization must be a finite number"),
+    Bad("gradients", "threads = 0", lambda w: latentmf.gradients(w.ratings, w.U, w.V, threads=0), ValueError,
+        "threads must be >= 1"),
+    Bad("gradients", "ratings of other users", lambda w: latentmf.gradients(w.train, w.U, w.V), ValueError,
+        "the ratings have n_users=20 but U has 10 rows"),
+    Bad("gradients_dense", "R of another shape", lambda w: latentmf.gradients_dense(np.ones((9, 8)), w.U, w.V),
+        ValueError, r"R has shape \(9, 8\)"),
+    Bad("gradients_dense", "infinite R", lambda w: latentmf.gradients_dense(np.full((10, 8), np.inf), w.U, w.V),
+        ValueError, r"R\[0, 0\] = inf is infinite"),
+    Bad("gradients_dense", "NaN where the mask observes",
+        lambda w: latentmf.gradients_dense(np.full((10, 8), np.nan), w.U, w.V, np.ones((10, 8), bool)), ValueError,
+        r"R\[0, 0\] = nan is observed"),
+    Bad("gradients_dense", "mask of floats", lambda w: latentmf.gradients_dense(np.ones((10, 8)), w.U, w.V,
+                                                                                 np.ones((10, 8))),
+        TypeError, "mask must have dtype bool"),
+    Bad("gradients_dense", "mask of another shape", lambda w: latentmf.gradients_dense(np.ones((10, 8)), w.U, w.V,
+                                                                                        np.ones((8, 10), bool)),
+        ValueError, "mask must have the shape of R"),
+    Bad("gradients_dense", "R of strings", lambda w: latentmf.gradients_dense(np.ones((10, 8)).astype(str), w.U, w.V),
+        TypeError, "R must hold real numbers"),
+
+    # sgd_epoch: it updates the caller's arrays, which must stay untouched when it refuses
+    Bad("sgd_epoch", "learning_rate < 0", lambda w: latentmf.sgd_epoch(w.ratings, w.U, w.V, -0.1), ValueError,
+        "learning_rate must be a finite number > 0"),
+    Bad("sgd_epoch", "learning_rate = 0", lambda w: latentmf.sgd_epoch(w.ratings, w.U, w.V, 0.0), ValueError,
+        "learning_rate"),
+    Bad("sgd_epoch", "NaN learning_rate", lambda w: latentmf.sgd_epoch(w.ratings, w.U, w.V, np.nan), ValueError,
+        "learning_rate"),
+    Bad("sgd_epoch", "learning_rate beyond float32",
+        lambda w: latentmf.sgd_epoch(w.ratings, w.U.astype(np.float32), w.V.astype(np.float32), 1e300), ValueError,
+        r"learning_rate must be a finite number > 0 in float32, got 1e\+300 \(inf as float32\)"),
+    Bad("sgd_epoch", "negative regularization", lambda w: latentmf.sgd_epoch(w.ratings, w.U, w.V, 0.1, -1.0),
+        ValueError, "regularization must be"),
+    Bad("sgd_epoch", "order too short", lambda w: latentmf.sgd_epoch(w.ratings, w.U, w.V, 0.1, order=np.arange(29)),
+        ValueError, "order has length 29"),
+    Bad("sgd_epoch", "order repeats", lambda w: latentmf.sgd_epoch(w.ratings, w.U, w.V, 0.1,
+                                                                   order=np.r_[np.arange(29), 0]),
+        ValueError, r"order\[29\] = 0 repeats"),
+    Bad("sgd_epoch", "order out of range", lambda w: latentmf.sgd_epoch(w.ratings, w.U, w.V, 0.1,
+                                                                        order=np.r_[np.arange(29), 30]),
+        ValueError, r"order\[29\] = 30 is outside"),
+    Bad("sgd_epoch", "order of floats", lambda w: latentmf.sgd_epoch(w.ratings, w.U, w.V, 0.1, order=np.arange(30.0)),
+        TypeError, "order must hold integer"),
+    Bad("sgd_epoch", "order with threads", lambda w: latentmf.sgd_epoch(w.ratings, w.U, w.V, 0.1, order=np.arange(30),
+                                                                        threads=2),
+        ValueError, "an explicit order runs on one thread"),
+    Bad("sgd_epoch", "read-only U", lambda w: latentmf.sgd_epoch(w.ratings, _read_only(w.U), w.V, 0.1), ValueError,
+        "U must be writeable"),
+    Bad("sgd_epoch", "read-only item_bias", lambda w: latentmf.sgd_epoch(w.ratings, w.U, w.V, 0.1,
+                                                                         biases=(3.0, w.user_bias,
+                                                                                 _read_only(w.item_bias))),
+        ValueError, "item_bias must be writeable"),
+    Bad("sgd_epoch", "strided U view", lambda w: latentmf.sgd_epoch(w.ratings, w.U[:, ::2], w.V[:, ::2], 0.1),
+        TypeError, "U must be C-contiguous"),
+    Bad("sgd_epoch", "Fortran-ordered V", lambda w: latentmf.sgd_epoch(w.ratings, w.U, _fortran(w.V), 0.1), TypeError,
+        "V must be C-contiguous"),
+    Bad("sgd_epoch", "float16 factors", lambda w: latentmf.sgd_epoch(w.ratings, w.U.astype(np.float16),
+                                                                     w.V.astype(np.float16), 0.1),
+        TypeError, "U and V must both be float32 or both float64"),
+    Bad("sgd_epoch", "blocks = 0", lambda w: latentmf.sgd_epoch(w.ratings, w.U, w.V, 0.1, blocks=0), ValueError,
+        "blocks must be >= 1"),
+    Bad("sgd_epoch", "threads = 0", lambda w: latentmf.sgd_epoch(w.ratings, w.U, w.V, 0.1, threads=0), ValueError,
+        "threads must be >= 1"),
+    Bad("sgd_epoch", "negative seed", lambda w: latentmf.sgd_epoch(w.ratings, w.U, w.V, 0.1, seed=-1), ValueError,
+        "seed must be >= 0"),
+    Bad("sgd_epoch", "seed beyond 64 bits", lambda w: latentmf.sgd_epoch(w.ratings, w.U, w.V, 0.1, seed=2**64),
+        ValueError, "seed must be >= 0 and <= 18446744073709551615"),
+    Bad("sgd_epoch", "epoch beyond 63 bits", lambda w: latentmf.sgd_epoch(w.ratings, w.U, w.V, 0.1, epoch=2**63),
+        ValueError, "epoch must be >= 0 and <= 9223372036854775807"),
+    Bad("sgd_epoch", "U for V", lambda w: latentmf.sgd_epoch(w.ratings, w.U, w.U, 0.1), ValueError,
+        "the ratings have n_items=8 but V has 10 rows"),
+    Bad("sgd_epoch", "U and V overlapping", lambda w: latentmf.sgd_epoch(
+        Ratings(w.ratings.users % 8, w.ratings.items, w.ratings.values, 8, 8), w.U[:8], w.U[2:], 0.1), ValueError,
+        "U and V must not share memory"),
+    Bad("sgd_epoch", "biases overlapping", lambda w: latentmf.sgd_epoch(
+        Ratings(w.ratings.users % 8, w.ratings.items, w.ratings.values, 8, 8), w.U[:8], w.V, 0.1,
+        biases=(3.0, w.user_bias[:8], w.user_bias[2:])), ValueError, "user_bias and item_bias must not share memory"),
+    Bad("sgd_epoch", "one bias vector", lambda w: latentmf.sgd_epoch(w.ratings, w.U, w.V, 0.1,
+                                                                     biases=(3.0, w.user_bias, None)),
+        ValueError, "user_bias and item_bias must be given together"),
+    Bad("sgd_epoch", "user_bias too short", lambda w: latentmf.sgd_epoch(w.ratings, w.U, w.V, 0.1,
+                                                                         biases=(3.0, w.user_bias[:9], w.item_bias)),
+        ValueError, "user_bias has length 9"),
+    Bad("sgd_epoch", "NaN global_mean", lambda w: latentmf.sgd_epoch(w.ratings, w.U, w.V, 0.1,
+                                                                     biases=(np.nan, w.user_bias, w.item_bias)),
+        ValueError, "global_mean"),
+    Bad("sgd_epoch", "float32 user_bias", lambda w: latentmf.sgd_epoch(
+        w.ratings, w.U, w.V, 0.1, biases=(3.0, w.user_bias.astype(np.float32), w.item_bias)), TypeError,
+        "user_bias must have dtype float64"),
+    Bad("sgd_epoch", "zero accumulator", lambda w: latentmf.sgd_epoch(w.ratings, w.U, w.V, 0.1,
+                                                                      adagrad=(w.adagrad[0], np.zeros((8, 2)))),
+        ValueError, r"item_accumulators\[0, 0\] = 0.000000 must be a finite number > 0"),
+    Bad("sgd_epoch", "NaN accumulator", lambda w: latentmf.sgd_epoch(w.ratings, w.U, w.V, 0.1,
+                                                                     adagrad=(np.full((10, 2), np.nan), w.adagrad[1])),
+        ValueError, r"user_accumulators\[0, 0\] = nan"),
+    Bad("sgd_epoch", "one accumulator", lambda w: latentmf.sgd_epoch(w.ratings, w.U, w.V, 0.1,
+                                                                     adagrad=(w.adagrad[0], None)),
+        ValueError, "user_accumulators and item_accumulators must be given together"),
+    Bad("sgd_epoch", "accumulators of the wrong shape", lambda w: latentmf.sgd_epoch(
+        w.ratings, w.U, w.V, 0.1, adagrad=(np.ones((9, 2)), w.adagrad[1])), ValueError,
+        r"user_accumulators must have shape \(10, 2\), got \(9, 2\)"),
+    Bad("sgd_epoch", "1-D accumulators", lambda w: latentmf.sgd_epoch(w.ratings, w.U, w.V, 0.1,
+                                                                      adagrad=(np.ones(10), w.adagrad[1])),
+        ValueError, "user_accumulators must be 2-dimensional"),
+    Bad("sgd_epoch", "adagrad not a pair", lambda w: latentmf.sgd_epoch(w.ratings, w.U, w.V, 0.1, adagrad=np.ones(10)),
+        TypeError, "adagrad must be None or a"),
+    Bad("sgd_order", "blocks = 0", lambda w: latentmf.sgd_order(w.ratings, blocks=0), ValueError,
+        "blocks must be >= 1"),
+    Bad("sgd_order", "negative epoch", lambda w: latentmf.sgd_order(w.ratings, epoch=-1), ValueError,
+        "epoch must be >= 0"),
+
+    # load (damaged and hostile files in detail: test_persistence.py)
+    Bad("load", "a text file", lambda w: latentmf.load(_text_file(w)), ValueError,
+        "notes.npz is not a readable latentmf model file"),
+    Bad("load", "a missing file", lambda w: latentmf.load(w.tmp_path / "absent.npz"), FileNotFoundError,
+        "absent.npz"),
+    Bad("load", "a directory", lambda w: latentmf.load(w.tmp_path), IsADirectoryError, str),
+    Bad("save", "into a directory that does not exist", lambda w: w.model.save(w.tmp_path / "no" / "m.npz"),
+        FileNotFoundError, "m.npz"),
+]
+
+
+@pytest.mark.parametrize("case", CATALOGUE, ids=[f"{c.entry}: {c.what}" for c in CATALOGUE])
+def test_bad_input_is_refused_by_name_and_changes_nothing(case, rng, tmp_path):
+    world = World(rng, tmp_path)
+    before, params = world.state(), world.model.get_params()
+    match = str(world.tmp_path.name) if case.match is str else case.match
+    with pytest.raises(case.error, match=match):
+        case.call(world)
+    _assert_unchanged(before, world.state())
+    # and the models still work (with the hyper-parameters set_params changed put back)
+    world.model.set_params(**params).predict([0], [0])
+    world.raw_model.recommend("u0", k=2)
+
+
+def _ratings_csv(path, rng):
+    dense = random_ratings(rng, 20, 15, 150)
+    with open(path, "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["user", "item", "rating"])
+        for u, i, r in zip(dense.users, dense.items, dense.values):
+            writer.writerow([f"user{u}", 100 + 3 * int(i), round(float(r), 1)])
+
+
+CLI_CATALOGUE = [
+    (["train", "missing.csv", "-o", "{out}"], "No such file or directory"),
+    (["train", "ratings.txt", "-o", "{out}"], "unknown file type .txt"),
+    (["train", "{csv}", "-o", "{out}", "--rating-col", "stars"], "has no column 'stars'"),
+    (["train", "{csv}", "-o", "{out}", "--dataset", "ml-100k"], "not both"),
+    (["train", "-o", "{out}"], "give a ratings file or --dataset NAME"),
+    (["train", "--dataset", "ml-5k", "-o", "{out}"], "name must be one of"),
+    (["train", "{csv}", "-o", "{out}", "--early-stopping", "2"], "early_stopping needs a validation set"),
+    (["train", "{csv}", "-o", "{out}", "--factors", "0"], "factors must be >= 1"),
+    (["train", "{csv}", "-o", "{out}", "--factors", "1000000000"], "factors must be >= 1 and <= 1048576"),
+    (["train", "{csv}", "-o", "{out}", "--learning-rate", "-1"], "learning_rate must be a finite number > 0"),
+    (["train", "{csv}", "-o", "{out}", "--learning-rate", "nan"], "learning_rate must be a finite number"),
+    (["train", "{csv}", "-o", "{out}", "--regularization", "inf"], "regularization must be a finite number"),
+    (["train", "{csv}", "-o", "{out}", "--threads", "0"], "threads must be >= 1"),
+    (["train", "{csv}", "-o", "{out}", "--epochs", "-3"], "epochs must be >= 0"),
+    (["train", "{csv}", "-o", "{out}", "--split", "random", "--test-size", "1.5"], "test_size"),
+    (["train", "nan.csv", "-o", "{out}"], "values[1] = nan is not a finite number"),
+    (["recommend", "{model}", "--user", "nobody"], "'nobody' is not among the users"),
+    (["recommend", "{model}"], "give --user"),
+    (["recommend", "{model}", "--user", "user1", "-k", "0"], "k must be >= 1"),
+    (["recommend", "{text}", "--user", "user1"], "is not a readable latentmf model file"),
+    (["recommend", ".", "--user", "user1"], "Is a directory"),
+    (["predict", "{model}", "--user", "user1"], "give a file of (user, item) pairs"),
+    (["predict", "{model}", "--user", "user1", "--item", "abc"], "items must be integers for this model"),
+    (["predict", "{model}", "--user", "user1", "--item", "99999"], "99999 is not among the items"),
+    (["evaluate", "not-a-model.npz", "{csv}"], "No such file"),
+    (["evaluate", "{model}", "small.csv", "-k", "0"], "k must be >= 1"),
+]
+
+
+@pytest.mark.parametrize("arguments, message", CLI_CATALOGUE, ids=[" ".join(a) for a, _ in CLI_CATALOGUE])
+def test_the_command_line_refuses_bad_input_in_one_line(capsys, tmp_path, rng, monkeypatch, arguments, message):
+    """Exit code 2, one line on stderr naming the problem, no traceback; and the model file that
+    -o names is left as it was."""
+    model = tmp_path / "model.npz"
+    latentmf.MatrixFactorization(factors=2, epochs=1).fit(
+        Ratings.from_ids(["user0", "user1"], [100, 103], [4.0, 3.0])).save(model)
+    out = tmp_path / "existing.npz"
+    out.write_bytes(model.read_bytes())
+    monkeypatch.chdir(tmp_path)
+    _ratings_csv(tmp_path / "ratings.csv", rng)
+    (tmp_path / "ratings.txt").write_text("1,2,3\n")
+    (tmp_path / "nan.csv").write_text("user,item,rating\n1,2,3\n1,3,nan\n")
+    (tmp_path / "notes.npz").write_text("not a model")
+    (tmp_path / "small.csv").write_text("user,item,rating\nuser0,100,4\nuser1,103,3\n")
+    code = main([a.format(csv=tmp_path / "ratings.csv", model=model, out=out, text=tmp_path / "notes.npz")
+                 for a in arguments])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith(f"latentmf {arguments[0]}: error:") and message in err, err
+    assert out.read_bytes() == model.read_bytes()
+
+
+def test_the_catalogue_is_large_and_covers_every_entry():
+    entries = {case.entry.split(".")[0] for case in CATALOGUE} | {"cli"}
+    assert {"Ratings", "MatrixFactorization", "fit", "partial_fit", "predict", "recommend", "recommend_all",
+            "similar_items", "fold_in", "loss", "gradients", "gradients_dense", "sgd_epoch", "sgd_order", "load",
+            "save", "cli"} <= entries
+    assert len(CATALOGUE) + len(CLI_CATALOGUE) >= 150
+    assert len({(case.entry, case.what) for case in CATALOGUE}) == len(CATALOGUE)
+
+
+# Inputs that are not bad: converted once, and read correctly.
 
 def test_non_contiguous_inputs_are_read_correctly():
     users = np.arange(12)[::2]
     values = np.arange(12, dtype=np.float64)[::2] / 10
-    ratings = latentmf.Ratings(users, users[::-1], values)
+    ratings = Ratings(users, users[::-1], values)
     np.testing.assert_array_equal(ratings.users, [0, 2, 4, 6, 8, 10])
     np.testing.assert_array_equal(ratings.items, [10, 8, 6, 4, 2, 0])
     np.testing.assert_array_equal(ratings.values, values)
-    U = np.asfortranarray(np.ones((11, 2)))
-    with pytest.raises(TypeError, match="U must be C-contiguous"):
-        latentmf.loss(ratings, U, np.ones((11, 2)))
+    U = np.ones((11, 2))
+    assert latentmf.loss(ratings, U, U) == reference.loss(ratings, U, U)
 
 
 def test_big_endian_and_small_integer_inputs_are_converted():
-    ratings = latentmf.Ratings(np.array([0, 2], dtype=">i4"), np.array([1, 0], dtype=np.uint8),
-                               np.array([1.5, 2.5], dtype=">f8"))
+    ratings = Ratings(np.array([0, 2], dtype=">i4"), np.array([1, 0], dtype=np.uint8),
+                      np.array([1.5, 2.5], dtype=">f8"))
     np.testing.assert_array_equal(ratings.users, [0, 2])
     np.testing.assert_array_equal(ratings.values, [1.5, 2.5])
     assert ratings.values.dtype.isnative
-
-
-class TestFunctions:
-    @pytest.fixture
-    def problem(self, rng):
-        ratings = random_ratings(rng, 10, 8, 30)
-        U, V = random_factors(rng, 10, 8, 3)
-        return ratings, U, V
-
-    @pytest.mark.parametrize(
-        "make_U, make_V, error, match",
-        [
-            (lambda U: U[:9], lambda V: V, ValueError, "the ratings have n_users=10 but U has 9 rows"),
-            (lambda U: U, lambda V: V[:, :2].copy(), ValueError, "same number of columns"),
-            (lambda U: U[:, :0], lambda V: V[:, :0], ValueError, "at least one column"),
-            (lambda U: U.astype(np.float32), lambda V: V, TypeError, "U and V must both be float32 or both float64"),
-            (lambda U: U.astype(np.int64), lambda V: V.astype(np.int64), TypeError, "float32 or both float64"),
-            (lambda U: U.ravel(), lambda V: V, ValueError, "2-dimensional"),
-            (lambda U: U.tolist(), lambda V: V, TypeError, "U must be a numpy.ndarray"),
-            (lambda U: U[:, ::-1], lambda V: V, TypeError, "U must be C-contiguous"),
-        ],
-    )
-    def test_bad_factors(self, problem, make_U, make_V, error, match):
-        ratings, U, V = problem
-        for call in (lambda u, v: latentmf.loss(ratings, u, v), lambda u, v: latentmf.gradients(ratings, u, v)):
-            with pytest.raises(error, match=match):
-                call(make_U(U), make_V(V))
-
-    def test_sgd_rejects_bad_arguments_and_changes_nothing(self, problem):
-        ratings, U, V = problem
-        U0, V0 = U.copy(), V.copy()
-        read_only = U.copy()
-        read_only.flags.writeable = False
-        bad_calls = [
-            (lambda: latentmf.sgd_epoch(ratings, U, V, -0.1), ValueError, "learning_rate must be a finite number > 0"),
-            (lambda: latentmf.sgd_epoch(ratings, U, V, 0.0), ValueError, "learning_rate"),
-            (lambda: latentmf.sgd_epoch(ratings, U, V, np.nan), ValueError, "learning_rate"),
-            (lambda: latentmf.sgd_epoch(ratings, U, V, 0.1, -1.0), ValueError, "regularization must be"),
-            (lambda: latentmf.sgd_epoch(ratings, U, V, 0.1, order=np.arange(29)), ValueError, "order has length 29"),
-            (lambda: latentmf.sgd_epoch(ratings, U, V, 0.1, order=np.r_[np.arange(29), 0]), ValueError,
-             r"order\[29\] = 0 repeats"),
-            (lambda: latentmf.sgd_epoch(ratings, U, V, 0.1, order=np.r_[np.arange(29), 30]), ValueError,
-             r"order\[29\] = 30 is outside"),
-            (lambda: latentmf.sgd_epoch(ratings, U, V, 0.1, order=np.arange(30.0)), TypeError, "order must hold integer"),
-            (lambda: latentmf.sgd_epoch(ratings, U, V, 0.1, order=np.arange(30), threads=2), ValueError,
-             "one thread"),
-            (lambda: latentmf.sgd_epoch(ratings, read_only, V, 0.1), ValueError, "U must be writeable"),
-            (lambda: latentmf.sgd_epoch(ratings, U, V, 0.1, blocks=0), ValueError, "blocks must be >= 1"),
-            (lambda: latentmf.sgd_epoch(ratings, U, V, 0.1, threads=0), ValueError, "threads must be >= 1"),
-            (lambda: latentmf.sgd_epoch(ratings, U, V, 0.1, seed=-1), ValueError, "seed must be >= 0"),
-            (lambda: latentmf.sgd_epoch(ratings, U, U, 0.1), ValueError, "the ratings have n_items=8|share memory"),
-            (lambda: latentmf.sgd_epoch(ratings, U, V, 0.1, biases=(3.0, np.zeros(10), None)), ValueError,
-             "user_bias and item_bias must be given together"),
-            (lambda: latentmf.sgd_epoch(ratings, U, V, 0.1, biases=(3.0, np.zeros(9), np.zeros(8))), ValueError,
-             "user_bias has length 9"),
-            (lambda: latentmf.sgd_epoch(ratings, U, V, 0.1, biases=(np.nan, np.zeros(10), np.zeros(8))),
-             ValueError, "global_mean"),
-            (lambda: latentmf.sgd_epoch(ratings, U, V, 0.1, biases=(3.0, np.zeros(10, np.float32), np.zeros(8))),
-             TypeError, "user_bias must have dtype float64"),
-            (lambda: latentmf.sgd_epoch(ratings, U, V, 0.1, adagrad=(np.ones((10, 2)), np.zeros((8, 2)))),
-             ValueError, r"item_accumulators\[0, 0\] = 0.000000 must be a finite number > 0"),
-            (lambda: latentmf.sgd_epoch(ratings, U, V, 0.1, adagrad=(np.full((10, 2), np.nan), np.ones((8, 2)))),
-             ValueError, r"user_accumulators\[0, 0\] = nan"),
-            (lambda: latentmf.sgd_epoch(ratings, U, V, 0.1, adagrad=(np.ones((10, 2)), None)), ValueError,
-             "user_accumulators and item_accumulators must be given together"),
-            (lambda: latentmf.sgd_epoch(ratings, U, V, 0.1, adagrad=(np.ones((9, 2)), np.ones((8, 2)))), ValueError,
-             r"user_accumulators must have shape \(10, 2\), got \(9, 2\)"),
-            (lambda: latentmf.sgd_epoch(ratings, U, V, 0.1, adagrad=(np.ones(10), np.ones((8, 2)))), ValueError,
-             "user_accumulators must be 2-dimensional"),
-            (lambda: latentmf.sgd_epoch(ratings, U, V, 0.1, adagrad=np.ones(10)), TypeError,
-             "adagrad must be None or a"),
-        ]
-        for call, error, match in bad_calls:
-            with pytest.raises(error, match=match):
-                call()
-            np.testing.assert_array_equal(U, U0)
-            np.testing.assert_array_equal(V, V0)
-
-    def test_shared_memory_between_updated_arrays_is_refused(self, rng):
-        ratings = random_ratings(rng, 8, 8, 20)
-        both = np.ones((16, 3))
-        with pytest.raises(ValueError, match="U and V must not share memory"):
-            latentmf.sgd_epoch(ratings, both[:8], both[7:15], 0.1)
-        U, V, flat = np.ones((8, 3)), np.ones((8, 3)), np.ones(16)
-        with pytest.raises(ValueError, match="user_bias and item_bias must not share memory"):
-            latentmf.sgd_epoch(ratings, U, V, 0.1, biases=(3.0, flat[:8], flat[4:12]))
-        with pytest.raises(ValueError, match="V and item_accumulators must not share memory"):
-            latentmf.sgd_epoch(ratings, U, V, 0.1, adagrad=(np.ones((8, 2)), V.reshape(-1)[:16].reshape(8, 2)))
-
-    def test_dense_gradients_reject_bad_input(self, rng):
-        U, V = random_factors(rng, 4, 3, 2)
-        R = np.ones((4, 3))
-        with pytest.raises(ValueError, match=r"R has shape \(3, 3\)"):
-            latentmf.gradients_dense(R[:3], U, V)
-        with pytest.raises(ValueError, match=r"R\[0, 1\] = inf is infinite"):
-            latentmf.gradients_dense(np.where(np.eye(4, 3, 1) > 0, np.inf, 1.0), U, V)
-        with pytest.raises(ValueError, match=r"R\[0, 0\] = nan is observed"):
-            latentmf.gradients_dense(np.where(np.eye(4, 3) > 0, np.nan, 1.0), U, V, np.ones((4, 3), bool))
-        with pytest.raises(TypeError, match="mask must have dtype bool"):
-            latentmf.gradients_dense(R, U, V, np.ones((4, 3)))
-        with pytest.raises(ValueError, match="mask must have the shape of R"):
-            latentmf.gradients_dense(R, U, V, np.ones((3, 3), bool))
-        with pytest.raises(TypeError, match="R must hold real numbers"):
-            latentmf.gradients_dense(R.astype(str), U, V)
-
-
-class TestModel:
-    @pytest.mark.parametrize(
-        "params, error, match",
-        [
-            (dict(factors=0), ValueError, "factors must be >= 1"),
-            (dict(factors=2.5), TypeError, "factors must be an integer"),
-            (dict(solver="als"), ValueError, "solver must be one of"),
-            (dict(epochs=-1), ValueError, "epochs must be >= 0"),
-            (dict(learning_rate=-0.01), ValueError, "learning_rate must be a finite number > 0"),
-            (dict(learning_rate=float("nan")), ValueError, "learning_rate"),
-            (dict(regularization=-1), ValueError, "regularization must be a finite number >= 0"),
-            (dict(regularization=float("inf")), ValueError, "regularization"),
-            (dict(learning_rate_decay=-1), ValueError, "learning_rate_decay"),
-            (dict(init_std=-1), ValueError, "init_std"),
-            (dict(dtype="float16"), ValueError, "dtype must be 'float32' or 'float64'"),
-            (dict(dtype="nonsense"), ValueError, "dtype must be"),
-            (dict(threads=0), ValueError, "threads must be >= 1"),
-            (dict(blocks=0), ValueError, "blocks must be >= 1"),
-            (dict(blocks=5000), ValueError, "blocks must be >= 1 and <= 1024"),
-            (dict(seed=-3), ValueError, "seed must be >= 0"),
-            (dict(biases="yes"), TypeError, "biases must be True or False"),
-        ],
-    )
-    def test_bad_hyper_parameters_leave_a_fitted_model_unchanged(self, rng, params, error, match):
-        ratings = random_ratings(rng, 20, 10, 60)
-        model = latentmf.MatrixFactorization(factors=3, epochs=2).fit(ratings)
-        before = model.U.copy(), model.history_
-        for name, value in params.items():
-            setattr(model, name, value)
-        with pytest.raises(error, match=match):
-            model.fit(ratings)
-        np.testing.assert_array_equal(model.U, before[0])
-        assert model.history_ is before[1]
-
-    def test_bad_data_for_fit(self, rng):
-        model = latentmf.MatrixFactorization(factors=3, epochs=1)
-        with pytest.raises(TypeError, match="ratings must be a latentmf.Ratings"):
-            model.fit(np.ones((5, 3)))
-        train = random_ratings(rng, 20, 10, 60)
-        with pytest.raises(ValueError, match="validation has user 24"):
-            model.fit(train, validation=latentmf.Ratings([24], [0], [3.0]))
-
-    def test_bad_predict_and_recommend_arguments(self, rng):
-        model = latentmf.MatrixFactorization(factors=3, epochs=1).fit(random_ratings(rng, 20, 10, 60))
-        with pytest.raises(ValueError, match=r"users\[1\] = 20 is outside \[0, n_users=20\)"):
-            model.predict([0, 20], [0, 1])
-        with pytest.raises(ValueError, match=r"items\[0\] = -1 is outside"):
-            model.predict([0], [-1])
-        with pytest.raises(ValueError, match="same length"):
-            model.predict([0, 1], [0])
-        with pytest.raises(TypeError, match="users must hold integer"):
-            model.predict([0.5], [0])
-        with pytest.raises(ValueError, match=r"user = 20 is outside \[0, n_users=20\)"):
-            model.recommend(20)
-        with pytest.raises(ValueError, match="k must be >= 1"):
-            model.recommend(0, k=0)
-
-    def test_divergence_restores_the_last_finite_epoch(self, rng):
-        ratings = random_ratings(rng, 30, 20, 300)
-        model = latentmf.MatrixFactorization(factors=4, epochs=50, learning_rate=5.0)
-        with pytest.raises(FloatingPointError, match="Lower the learning rate"):
-            model.fit(ratings)
-        assert np.isfinite(model.U).all() and np.isfinite(model.V).all()
-        assert all(np.isfinite(model.history_["loss"]))

@@ -167,35 +167,6 @@ def test_a_named_dataset(capsys, tmp_path):
     assert code == 0 and out.splitlines()[1].startswith("196,1,")
 
 
-@pytest.mark.parametrize(
-    "arguments, message",
-    [
-        (["train", "missing.csv", "-o", "m.npz"], "No such file or directory"),
-        (["train", "ratings.txt", "-o", "m.npz"], "unknown file type .txt"),
-        (["train", "{csv}", "-o", "m.npz", "--rating-col", "stars"], "has no column 'stars'"),
-        (["train", "{csv}", "-o", "m.npz", "--dataset", "ml-100k"], "not both"),
-        (["train", "-o", "m.npz"], "give a ratings file or --dataset NAME"),
-        (["train", "--dataset", "ml-5k", "-o", "m.npz"], "name must be one of"),
-        (["train", "{csv}", "-o", "m.npz", "--early-stopping", "2"], "early_stopping needs a validation set"),
-        (["train", "{csv}", "-o", "m.npz", "--factors", "0"], "factors must be >= 1"),
-        (["recommend", "{model}", "--user", "nobody"], "'nobody' is not among the users"),
-        (["recommend", "{model}"], "give --user"),
-        (["predict", "{model}", "--user", "user1"], "give a file of (user, item) pairs"),
-        (["predict", "{model}", "--user", "user1", "--item", "abc"], "items must be integers for this model"),
-        (["evaluate", "not-a-model.npz", "{csv}"], "No such file"),
-    ],
-)
-def test_bad_input_gives_one_line_and_exit_code_2(capsys, tmp_path, ratings_csv, monkeypatch, arguments, message):
-    model = tmp_path / "model.npz"
-    latentmf.MatrixFactorization(factors=2, epochs=1).fit(
-        latentmf.Ratings.from_ids(["user0", "user1"], [100, 103], [4.0, 3.0])).save(model)
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "ratings.txt").write_text("1,2,3\n")
-    code, _, err = _run(capsys, *[a.format(csv=ratings_csv, model=model) for a in arguments])
-    assert code == 2
-    assert err.count("\n") == 1 and err.startswith(f"latentmf {arguments[0]}: error:") and message in err
-
-
 @pytest.mark.parametrize("command", ["train", "evaluate", "predict", "recommend"])
 def test_every_command_has_help_a_new_user_can_follow(command):
     result = subprocess.run([sys.executable, "-m", "latentmf", command, "--help"], capture_output=True, text=True,

@@ -1,11 +1,11 @@
-"""The backbone: every native routine against its twin in latentmf.reference, over dtype x shape x threads."""
+"""The backbone: every native routine against its twin in latentmf.reference, over dtype x shape x threads.
+
+Random shapes, patterns and hyper-parameters (property-based) are in test_fuzz.py."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 import latentmf
 from latentmf import reference
@@ -165,41 +165,3 @@ def test_predict(rng, dtype):
     expected = reference.predict(model.U, model.V, users, items,
                                  (model.global_mean_, model.user_bias_, model.item_bias_))
     assert_close(model.predict(users, items), expected, dtype)
-
-
-@st.composite
-def problems(draw):
-    n_users = draw(st.integers(1, 25))
-    n_items = draw(st.integers(1, 25))
-    n_ratings = draw(st.integers(1, n_users * n_items))
-    F = draw(st.integers(1, 9))
-    dtype = draw(st.sampled_from(DTYPES))
-    seed = draw(st.integers(0, 2**32 - 1))
-    return n_users, n_items, n_ratings, F, dtype, seed
-
-
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(problem=problems(), with_biases=st.booleans(), regularization=st.floats(0.0, 2.0))
-def test_loss_and_gradients_on_random_shapes(problem, with_biases, regularization):
-    n_users, n_items, n_ratings, F, dtype, seed = problem
-    rng = np.random.default_rng(seed)
-    ratings, U, V, biases = _problem(rng, (n_users, n_items, n_ratings, F), dtype, with_biases=with_biases)
-    assert_close(latentmf.loss(ratings, U, V, regularization, biases=biases),
-                 reference.loss(ratings, U, V, regularization, biases=biases), dtype)
-    for got, want in zip(latentmf.gradients(ratings, U, V, regularization, biases=biases),
-                         reference.gradients(ratings, U, V, regularization, biases=biases)):
-        assert_close(got, want, dtype)
-
-
-@settings(max_examples=40, deadline=None)
-@given(problem=problems(), blocks=st.integers(1, 6), epoch=st.integers(0, 5))
-def test_grid_epoch_on_random_shapes(problem, blocks, epoch):
-    n_users, n_items, n_ratings, F, dtype, seed = problem
-    rng = np.random.default_rng(seed)
-    ratings, U, V, _ = _problem(rng, (n_users, n_items, n_ratings, F), dtype)
-    U_native, V_native = U.copy(), V.copy()
-    latentmf.sgd_epoch(ratings, U_native, V_native, 0.02, 0.05, blocks=blocks, seed=seed, epoch=epoch)
-    order = latentmf.sgd_order(ratings, blocks=blocks, seed=seed, epoch=epoch)
-    reference.sgd_epoch(ratings, U, V, 0.02, 0.05, order=order)
-    assert_close(U_native, U, dtype)
-    assert_close(V_native, V, dtype)

@@ -6,12 +6,16 @@ import io
 import json
 import os
 import pickle
+import subprocess
+import sys
+import tracemalloc
+import zipfile
 
 import numpy as np
 import pytest
 
 import latentmf
-from latentmf import Ratings
+from latentmf import Ratings, _checks
 
 from conftest import random_ratings
 
@@ -140,6 +144,19 @@ def _rewrite(path, change):
         (lambda h, a: a.update(seen_items=a["seen_items"] + 1000), "seen_items must be item indices"),
         (lambda h, a: a.update(user_ids=a["user_ids"][::-1].copy()), "user_ids: ids must be sorted"),
         (lambda h, a: h["history"].update(loss=[]), "lists of one length"),
+        # shapes that disagree with each other or with the header
+        (lambda h, a: a.update(user_ids=a["user_ids"][:-1]), "user_ids must be 30 integer or string ids, got shape"),
+        (lambda h, a: a.update(seen_offsets=a["seen_offsets"][:-1]), "seen_offsets must be int64 of shape"),
+        (lambda h, a: a.update(seen_items=a["seen_items"].astype(np.int64)), "seen_items must be a 1-dimensional int32"),
+        (lambda h, a: a.update(user_bias=a["user_bias"][:, None]), "user_bias must have shape"),
+        (lambda h, a: h.update(dtype="float64"), "disagree with the hyper-parameters"),
+        # huge declared sizes: refused from the shapes alone, nothing of that size is allocated
+        (lambda h, a: h.update(n_users=2**31 - 1), r"U must have shape \(2147483647, 2\)"),
+        (lambda h, a: (h.update(factors=2**20), h["params"].update(factors=2**20)), r"U must have shape \(30, 1048576\)"),
+        (lambda h, a: h.update(n_items=2**40), "n_items = 1099511627776 is outside"),
+        (lambda h, a: h.update(best_epoch=True), "best_epoch must be an integer or null"),
+        (lambda h, a: h.update(version="1"), "model file version '1' is not one"),
+        (lambda h, a: h.update(mean_rating=float("inf")), "mean_rating must be a finite number"),
     ],
 )
 def test_a_damaged_file_is_refused_with_a_clear_error(tmp_path, rng, change, match):
@@ -147,29 +164,44 @@ def test_a_damaged_file_is_refused_with_a_clear_error(tmp_path, rng, change, mat
     ratings = Ratings.from_ids(dense.users.astype(np.int64) + 7, dense.items, dense.values)
     latentmf.MatrixFactorization(factors=2, epochs=1).fit(ratings).save(_path(tmp_path))
     _rewrite(_path(tmp_path), change)
-    with pytest.raises(ValueError, match=match):
-        latentmf.load(_path(tmp_path))
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=match):
+            latentmf.load(_path(tmp_path))
+        assert tracemalloc.get_traced_memory()[1] < 2**22
+    finally:
+        tracemalloc.stop()
 
 
 def test_files_that_are_not_models(tmp_path):
     not_zip = tmp_path / "text.npz"
     not_zip.write_text("hello")
-    with pytest.raises(ValueError, match="is not a latentmf model file"):
+    with pytest.raises(ValueError, match="text.npz is not a readable latentmf model file: File is not a zip file"):
         latentmf.load(not_zip)
     single = tmp_path / "array.npy"
     np.save(single, np.ones(3))
-    with pytest.raises(ValueError, match="holds a single array"):
+    with pytest.raises(ValueError, match=r"holds a single array \(.npy\), not a model's .npz archive"):
         latentmf.load(single)
-    pickled = tmp_path / "pickled.npz"
-    np.savez(pickled, header=np.array([{"format": "x"}], dtype=object))
-    with pytest.raises(ValueError, match="not a readable latentmf model file"):
-        latentmf.load(pickled)
     no_header = tmp_path / "plain.npz"
     np.savez(no_header, U=np.ones(2))
     with pytest.raises(ValueError, match="has no header"):
         latentmf.load(no_header)
+    other = tmp_path / "other.zip"
+    with zipfile.ZipFile(other, "w") as archive:
+        archive.writestr("notes.txt", "not an array")
+    with pytest.raises(ValueError, match="member 'notes.txt' is not an array of a model file"):
+        latentmf.load(other)
+    empty = tmp_path / "empty.npz"
+    empty.write_bytes(b"")
+    with pytest.raises(ValueError, match="is not a readable latentmf model file"):
+        latentmf.load(empty)
+
+
+def test_paths_that_cannot_be_read_raise_the_systems_error(tmp_path):
     with pytest.raises(FileNotFoundError):
         latentmf.load(tmp_path / "missing.npz")
+    with pytest.raises(IsADirectoryError if os.name != "nt" else PermissionError):
+        latentmf.load(tmp_path)
 
 
 def test_saving_an_unfitted_model_says_so(tmp_path):
@@ -198,3 +230,183 @@ class TestPickle:
         joblib.dump(model, buffer)
         buffer.seek(0)
         _assert_same_model(model, joblib.load(buffer))
+
+
+class TestHostileFiles:
+    """A model file from a stranger is data: whatever it holds, loading it raises ValueError naming
+    the problem (or MemoryError for a consistent model this machine cannot hold), never runs code,
+    never allocates what the file merely declares, and never returns a model other than the one
+    saved."""
+
+    @pytest.fixture
+    def saved(self, tmp_path, model):
+        model.save(_path(tmp_path))
+        return _path(tmp_path), _path(tmp_path).read_bytes(), model
+
+    @pytest.mark.parametrize("fraction", [0.0, 0.001, 0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 0.999])
+    def test_a_truncated_file_is_refused(self, saved, fraction):
+        path, content, _ = saved
+        path.write_bytes(content[:int(len(content) * fraction)])
+        with pytest.raises(ValueError, match="is not a readable latentmf model file"):
+            latentmf.load(path)
+
+    @pytest.mark.parametrize("cut", [1, 22, 46, 100])
+    def test_a_file_missing_its_last_bytes_is_refused(self, saved, cut):
+        path, content, _ = saved
+        path.write_bytes(content[:-cut])
+        with pytest.raises(ValueError, match="is not a readable latentmf model file"):
+            latentmf.load(path)
+
+    def test_a_flipped_bit_anywhere_is_refused_or_harmless(self, saved):
+        """Every member is covered by its CRC-32 and its declared size, the directory by the zip
+        structure: a bit flipped in the data is refused; one flipped in a field that means nothing to
+        the reader (a timestamp, say) gives back exactly the saved model."""
+        path, content, model = saved
+        offsets = sorted(set(np.linspace(0, len(content) - 1, 160).astype(int).tolist()) | set(range(0, 64, 3)))
+        refused = 0
+        for offset in offsets:
+            damaged = bytearray(content)
+            damaged[offset] ^= 1 << (offset % 8)
+            path.write_bytes(bytes(damaged))
+            try:
+                loaded = latentmf.load(path)
+            except ValueError:
+                refused += 1
+            else:
+                _assert_same_model(loaded, model)
+        assert refused >= 0.8 * len(offsets)
+
+    def test_a_pickled_object_array_is_refused_unread(self, saved, tmp_path):
+        """The payload would create a file if it were unpickled."""
+        path, _, _ = saved
+        marker = tmp_path / "payload-ran"
+
+        class Payload:
+            def __reduce__(self):
+                return open, (str(marker), "w")
+
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+        for member in ("U", "header", "user_ids"):
+            hostile = {**arrays, member: np.array([Payload()], dtype=object)}
+            with open(path, "wb") as file:
+                np.savez(file, **hostile)
+            with pytest.raises(ValueError, match=f"member '{member}' holds Python objects \\(pickled data\\)"):
+                latentmf.load(path)
+            assert not marker.exists()
+
+    def test_declared_shapes_larger_than_the_data_are_refused_unallocated(self, saved):
+        """A member whose .npy header declares 8 PiB but holds a few bytes."""
+        path, _, _ = saved
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False,
+                                                      "shape": (2**31 - 1, 2**20)})
+        with zipfile.ZipFile(path, "w") as archive:
+            for name, array in arrays.items():
+                if name != "U":
+                    buffer = io.BytesIO()
+                    np.save(buffer, array)
+                    archive.writestr(f"{name}.npy", buffer.getvalue())
+            archive.writestr("U.npy", header.getvalue() + b"\0" * 64)
+        tracemalloc.start()
+        try:
+            with pytest.raises(ValueError, match=r"member 'U' declares shape \(2147483647, 1048576\) of float32 "
+                                                 r"\(9007199250546688 bytes\) but holds 64 bytes: the file is "
+                                                 "truncated or damaged"):
+                latentmf.load(path)
+            assert tracemalloc.get_traced_memory()[1] < 2**22
+        finally:
+            tracemalloc.stop()
+
+    def test_a_consistent_model_too_large_for_this_machine_is_a_memory_error(self, saved, monkeypatch):
+        path, _, _ = saved
+        monkeypatch.setattr(_checks, "physical_memory", lambda: 1024)
+        tracemalloc.start()
+        try:
+            with pytest.raises(MemoryError, match=r"the arrays of the model file need \d+\.\d MiB, more than the "
+                                                  r"0\.0 MiB of physical memory"):
+                latentmf.load(path)
+            assert tracemalloc.get_traced_memory()[1] < 2**20
+        finally:
+            tracemalloc.stop()
+
+    def test_a_huge_header_member_is_refused(self, saved):
+        path, _, _ = saved
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files if name != "header"}
+        with open(path, "wb") as file:
+            np.savez(file, header=np.array("x" * (17 * 2**20)), **arrays)
+        with pytest.raises(ValueError, match="its header must be one string of at most"):
+            latentmf.load(path)
+        with open(path, "wb") as file:
+            np.savez(file, header=np.array(["{}", "{}"]), **arrays)
+        with pytest.raises(ValueError, match="its header must be one string"):
+            latentmf.load(path)
+        with open(path, "wb") as file:
+            np.savez(file, header=np.array("{not json"), **arrays)
+        with pytest.raises(ValueError, match="is not a readable latentmf model file: Expecting property name"):
+            latentmf.load(path)
+
+    def test_a_repeated_member_is_refused(self, saved):
+        path, content, _ = saved
+        with zipfile.ZipFile(path, "a") as archive, pytest.warns(UserWarning, match="Duplicate name"):
+            archive.writestr("U.npy", b"")
+        with pytest.raises(ValueError, match="member 'U.npy' is not an array of a model file \\(or repeats one\\)"):
+            latentmf.load(path)
+
+
+class TestAtomicSave:
+    def test_an_interrupted_save_keeps_the_old_file_and_leaves_nothing(self, tmp_path, model, monkeypatch):
+        path = _path(tmp_path)
+        model.save(path)
+        before = path.read_bytes()
+
+        def interrupted(file, **arrays):
+            file.write(b"half a model")
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(np, "savez", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            model.save(path)
+        assert path.read_bytes() == before and os.listdir(tmp_path) == ["model.npz"]
+
+    def test_the_new_file_is_on_disk_before_it_replaces_the_old(self, tmp_path, model, monkeypatch):
+        events = []
+        real_fsync, real_replace = os.fsync, os.replace
+        monkeypatch.setattr(os, "fsync", lambda fd: (events.append("fsync"), real_fsync(fd))[1])
+        monkeypatch.setattr(os, "replace", lambda a, b: (events.append("replace"), real_replace(a, b))[1])
+        model.save(_path(tmp_path))
+        assert events[:2] == ["fsync", "replace"]
+
+    def test_saving_over_a_directory_fails_and_leaves_nothing(self, tmp_path, model):
+        target = tmp_path / "folder"
+        target.mkdir()
+        with pytest.raises(OSError):
+            model.save(target)
+        assert os.listdir(tmp_path) == ["folder"] and os.listdir(target) == []
+
+    @pytest.mark.skipif(sys.platform == "win32", reason="os._exit mid-write is a POSIX crash model")
+    def test_a_process_killed_while_saving_never_destroys_the_previous_file(self, tmp_path, model):
+        """The child saves a second model over the first and dies (os._exit, no cleanup) in the
+        middle of writing it."""
+        path = _path(tmp_path)
+        model.save(path)
+        before = path.read_bytes()
+        code = (
+            "import os, sys, numpy as np, latentmf\n"
+            "model = latentmf.load(sys.argv[1])\n"
+            "def dying(file, **arrays):\n"
+            "    file.write(b'PK half of a new model')\n"
+            "    file.flush()\n"
+            "    os._exit(9)\n"
+            "np.savez = dying\n"
+            "model.save(sys.argv[1])\n"
+        )
+        result = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, timeout=120)
+        assert result.returncode == 9, result.stderr
+        assert path.read_bytes() == before
+        _assert_same_model(latentmf.load(path), model)
+        leftovers = [name for name in os.listdir(tmp_path) if name != "model.npz"]
+        assert len(leftovers) == 1 and leftovers[0].startswith("model.npz.") and leftovers[0].endswith(".tmp")

@@ -5,8 +5,10 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cmath>
 #include <cstdint>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <tuple>
 #include <utility>
@@ -97,8 +99,9 @@ void check_disjoint(const std::vector<std::pair<const char*, py::object>>& array
     }
 }
 
-// U and V as the core's Factors; both of dtype Scalar, 2-D, C-contiguous, the same width,
-// writeable when the call updates them, and not sharing memory.
+// U and V as the core's Factors; both of dtype Scalar, 2-D, C-contiguous, the same width, and
+// when the call updates them, writeable and not sharing memory (a call that only reads them may
+// be given one array twice).
 template <class Scalar>
 Factors<Scalar> factors_of(const py::array& U, const py::array& V, bool writeable) {
   check_array<Scalar>(U, "U", 2, writeable);
@@ -107,7 +110,7 @@ Factors<Scalar> factors_of(const py::array& U, const py::array& V, bool writeabl
     throw py::value_error("U and V must have the same number of columns (factors), got " +
                           std::to_string(U.shape(1)) + " and " + std::to_string(V.shape(1)));
   if (U.shape(1) < 1) throw py::value_error("U and V must have at least one column (factor)");
-  check_disjoint({{"U", U}, {"V", V}});
+  if (writeable) check_disjoint({{"U", U}, {"V", V}});
   return {static_cast<Scalar*>(const_cast<void*>(U.data())), static_cast<Scalar*>(const_cast<void*>(V.data())),
           U.shape(0), V.shape(0), U.shape(1)};
 }
@@ -185,11 +188,41 @@ auto with_index(const py::array& users, const py::array& items, Fn&& fn) {
                        " and " + dtype_name(items));
 }
 
+// Calls fn(Scalar{}) for the float dtype of `values` (named `name` in the error).
 template <class Fn>
-auto with_value(const py::array& values, Fn&& fn) {
+auto with_value(const py::array& values, Fn&& fn, const char* name = "values") {
   if (has_dtype<float>(values)) return fn(float{});
   if (has_dtype<double>(values)) return fn(double{});
-  throw py::type_error("values must be float32 or float64, got " + dtype_name(values));
+  throw py::type_error(std::string(name) + " must be float32 or float64, got " + dtype_name(values));
+}
+
+// A hyper-parameter as the Scalar the kernels compute in. A double that is finite may still not
+// be once converted (1e300 in float32 is inf, 1e-50 is 0): the value is refused then, naming the
+// value the caller gave rather than what the conversion made of it.
+template <class Scalar>
+Scalar to_scalar(double value, const char* name, bool positive) {
+  const auto converted = static_cast<Scalar>(value);
+  const bool ok = std::isfinite(converted) && (positive ? converted > 0 : converted >= 0);
+  if (!ok) {
+    std::ostringstream message;
+    message << name << " must be a finite number " << (positive ? "> 0" : ">= 0") << " in "
+            << type_name<Scalar>() << ", got " << value;
+    if (std::isfinite(value) && (positive ? value > 0 : value >= 0))
+      message << " (" << (std::isfinite(converted) ? "0" : "inf") << " as " << type_name<Scalar>() << ")";
+    throw py::value_error(message.str());
+  }
+  return converted;
+}
+
+// A new array of the given shape for a result, refused (MemoryError naming `what`) when it would
+// not fit in physical memory: NumPy's own allocation would "succeed" under overcommit and the
+// process be killed when the kernel writes it.
+template <class T>
+py::array_t<T> new_array(std::vector<py::ssize_t> shape, const char* what) {
+  double elements = 1;
+  for (auto extent : shape) elements *= double(extent);
+  latentmf::check_available(elements * sizeof(T), what);
+  return py::array_t<T>(std::move(shape));
 }
 
 template <class Fn>
@@ -205,8 +238,8 @@ py::array_t<T> to_array(const std::vector<T>& v) {
 }
 
 template <class Scalar>
-py::array_t<Scalar> new_matrix(std::int64_t rows, std::int64_t cols) {
-  return py::array_t<Scalar>({rows, cols});
+py::array_t<Scalar> new_matrix(std::int64_t rows, std::int64_t cols, const char* what) {
+  return new_array<Scalar>({rows, cols}, what);
 }
 
 // Calls fn(coo) with the ratings viewed as a Coo of their own index and value types.
@@ -274,7 +307,6 @@ py::array_t<std::int64_t> visiting_order(const py::array& users, const py::array
   });
 }
 
-py::tuple objective_tuple(const latentmf::Objective& o) { return py::make_tuple(o.squared_errors, o.penalty); }
 
 template <class Scalar>
 latentmf::Objective objective_of(const RatingsIndex<Scalar>& data, const Factors<Scalar>& f, const Biases<Scalar>& b,
@@ -312,6 +344,7 @@ py::tuple group_by_row(const py::array& rows, const py::array& cols, std::int64_
     const py::ssize_t size = rows.shape(0);
     const Index* r = vector_data<Index>(rows, "rows", size);
     const Index* c = vector_data<Index>(cols, "cols", size);
+    latentmf::require(n_rows >= 0 && n_cols >= 0, "n_rows and n_cols must be >= 0, got ", n_rows, " and ", n_cols);
     latentmf::check_index_range(n_rows, n_cols);
     latentmf::CompressedRatings<float> grouped;
     {
@@ -331,14 +364,16 @@ py::tuple gradients(const RatingsIndex<Scalar>& index, const py::array& U, const
   const auto f = factors_of<Scalar>(U, V, false);
   const auto b = biases_of<Scalar>(user_bias, item_bias, global_mean, f, false);
   const int t = latentmf::resolve_threads(threads);
-  auto dU = new_matrix<Scalar>(f.n_users, f.n_factors), dV = new_matrix<Scalar>(f.n_items, f.n_factors);
+  const Scalar lambda = to_scalar<Scalar>(regularization, "regularization", false);
+  auto dU = new_matrix<Scalar>(f.n_users, f.n_factors, "the gradient dU"),
+       dV = new_matrix<Scalar>(f.n_items, f.n_factors, "the gradient dV");
   py::array_t<Scalar> d_user_bias(b.enabled() ? f.n_users : 0), d_item_bias(b.enabled() ? f.n_items : 0);
   latentmf::Gradients<Scalar> out{dU.mutable_data(), dV.mutable_data(),
                                   b.enabled() ? d_user_bias.mutable_data() : nullptr,
                                   b.enabled() ? d_item_bias.mutable_data() : nullptr};
   {
     py::gil_scoped_release release;
-    kernels<Scalar>().gradients(index, f, b, static_cast<Scalar>(regularization), out, t);
+    kernels<Scalar>().gradients(index, f, b, lambda, out, t);
   }
   if (b.enabled()) return py::make_tuple(dU, dV, d_user_bias, d_item_bias);
   return py::make_tuple(dU, dV);
@@ -367,14 +402,16 @@ py::tuple gradients_dense(const py::array& R, const py::array& U, const py::arra
     const latentmf::DenseRatings<Scalar> dense{static_cast<const Scalar*>(R.data()), mask_data, f.n_users,
                                                f.n_items};
     const int t = latentmf::resolve_threads(threads);
-    auto dU = new_matrix<Scalar>(f.n_users, f.n_factors), dV = new_matrix<Scalar>(f.n_items, f.n_factors);
+    const Scalar lambda = to_scalar<Scalar>(regularization, "regularization", false);
+    auto dU = new_matrix<Scalar>(f.n_users, f.n_factors, "the gradient dU"),
+         dV = new_matrix<Scalar>(f.n_items, f.n_factors, "the gradient dV");
     {
       py::gil_scoped_release release;
-      latentmf::gradients_dense(dense, f, static_cast<Scalar>(regularization), dU.mutable_data(),
+      latentmf::gradients_dense(dense, f, lambda, dU.mutable_data(),
                                 dV.mutable_data(), t);
     }
     return py::make_tuple(dU, dV);
-  });
+  }, "R");
 }
 
 // Sub-epoch `sub_epoch` of `epoch`, or the whole epoch when sub_epoch is None.
@@ -388,8 +425,8 @@ double sgd_grid(const BlockGrid<Scalar>& grid, const py::array& U, const py::arr
   const auto a = accumulators_of<Scalar>(user_accumulators, item_accumulators, f);
   check_disjoint({{"U", U}, {"V", V}, {"user_bias", user_bias}, {"item_bias", item_bias},
                   {"user_accumulators", user_accumulators}, {"item_accumulators", item_accumulators}});
-  const latentmf::SgdStep<Scalar> step{static_cast<Scalar>(learning_rate), static_cast<Scalar>(regularization),
-                                       warm_up};
+  const latentmf::SgdStep<Scalar> step{to_scalar<Scalar>(learning_rate, "learning_rate", true),
+                                       to_scalar<Scalar>(regularization, "regularization", false), warm_up};
   const int t = latentmf::resolve_threads(threads);
   const bool whole_epoch = sub_epoch.is_none();
   const int first = whole_epoch ? 0 : sub_epoch.cast<int>();
@@ -414,8 +451,8 @@ double sgd_ordered(const py::array& users, const py::array& items, const py::arr
     const auto a = accumulators_of<Scalar>(user_accumulators, item_accumulators, f);
     check_disjoint({{"U", U}, {"V", V}, {"user_bias", user_bias}, {"item_bias", item_bias},
                     {"user_accumulators", user_accumulators}, {"item_accumulators", item_accumulators}});
-    const latentmf::SgdStep<Scalar> step{static_cast<Scalar>(learning_rate), static_cast<Scalar>(regularization),
-                                         warm_up};
+    const latentmf::SgdStep<Scalar> step{to_scalar<Scalar>(learning_rate, "learning_rate", true),
+                                         to_scalar<Scalar>(regularization, "regularization", false), warm_up};
     return with_index(users, items, [&](auto index) {
       const auto coo = coo_of<decltype(index), Scalar>(users, items, values, f.n_users, f.n_items);
       const auto* order_data = vector_data<std::int64_t>(order, "order", coo.size);
@@ -438,13 +475,13 @@ py::array predict(const py::array& U, const py::array& V, const py::array& users
       const py::ssize_t size = users.shape(0);
       const Index* u = vector_data<Index>(users, "users", size);
       const Index* i = vector_data<Index>(items, "items", size);
-      py::array_t<Scalar> out(size);
+      auto out = new_array<Scalar>({size}, "the predictions");
       Scalar* out_data = out.mutable_data();
       py::gil_scoped_release release;
       kernels<Scalar>().predict(Index{})(f, b, u, i, size, out_data, t);
       return out;
     });
-  });
+  }, "U");
 }
 
 // (items, scores), each users.size x k: every user's k best items by predicted rating, best first,
@@ -469,8 +506,11 @@ py::tuple top_items(const py::array& U, const py::array& V, const py::array& use
       seen_size = s.shape(0);
     }
     const std::int64_t count = users.shape(0);
-    py::array_t<std::int64_t> items({count, k});
-    py::array_t<Scalar> scores({count, k});
+    // Both results at once: together they must fit.
+    latentmf::check_available(double(count) * double(k) * double(sizeof(std::int64_t) + sizeof(Scalar)),
+                              "the top-k items and scores");
+    auto items = new_array<std::int64_t>({count, k}, "the top-k items");
+    auto scores = new_array<Scalar>({count, k}, "the top-k scores");
     const auto* user_data = static_cast<const std::int64_t*>(users.data());
     auto* item_data = items.mutable_data();
     auto* score_data = scores.mutable_data();
@@ -480,7 +520,7 @@ py::tuple top_items(const py::array& U, const py::array& V, const py::array& use
       kernels<Scalar>().top_items(f, b, offsets, seen, seen_size, user_data, count, k, item_data, score_data, t);
     }
     return py::make_tuple(items, scores);
-  });
+  }, "U");
 }
 
 // A NumPy array viewing `data`; `owner` (the model) stays alive as long as the array does.
@@ -493,7 +533,9 @@ template <class Scalar>
 void bind_model(py::module_& m, const char* name) {
   using M = Model<Scalar>;
   py::class_<M>(m, name, "Storage for U, V and the biases; arrays returned by its properties view it.")
-      .def(py::init<std::int64_t, std::int64_t, std::int64_t>(), "n_users"_a, "n_items"_a, "n_factors"_a)
+      // Zeroing a large model takes a while and touches no Python object: other threads run meanwhile.
+      .def(py::init<std::int64_t, std::int64_t, std::int64_t>(), "n_users"_a, "n_items"_a, "n_factors"_a,
+           py::call_guard<py::gil_scoped_release>())
       .def_property_readonly("n_users", &M::n_users)
       .def_property_readonly("n_items", &M::n_items)
       .def_property_readonly("n_factors", &M::n_factors)
@@ -815,4 +857,6 @@ PYBIND11_MODULE(_core, m) {
   m.def("build_info", &build_info);
   m.def("select_isa", &select_isa, "name"_a);
   m.def("available_threads", &latentmf::available_threads);
+  m.def("physical_memory", &latentmf::physical_memory,
+        "Bytes of physical memory of this machine (0 when unknown); larger requests raise MemoryError.");
 }

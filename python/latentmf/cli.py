@@ -90,14 +90,21 @@ def _ratings(args: argparse.Namespace, ids_from: Any = None) -> Ratings:
                             ids_from=ids_from)
 
 
+def _test_size(value: float) -> float | int:
+    """--test-size as the splits take it: a fraction in (0, 1), or a whole number of ratings."""
+    if value >= 1:
+        if value != int(value):
+            raise ValueError(f"test_size must be a fraction in (0, 1) or a whole number of ratings, got {value}")
+        return int(value)
+    return value
+
+
 def _split(ratings: Ratings, args: argparse.Namespace) -> tuple[Ratings, Ratings | None]:
     if args.split == "none":
         return ratings, None
     if args.split == "time":
-        size = 1 if args.test_size is None else args.test_size
-        return ratings.split_by_time(int(size) if size >= 1 else size)
-    size = 0.2 if args.test_size is None else args.test_size
-    size = int(size) if size >= 1 else size
+        return ratings.split_by_time(_test_size(1 if args.test_size is None else args.test_size))
+    size = _test_size(0.2 if args.test_size is None else args.test_size)
     if args.split == "user":
         return ratings.split_by_user(size, seed=args.seed)
     return ratings.split(size, seed=args.seed)

@@ -899,8 +899,8 @@ def _finish(model: MatrixFactorization, training: _Training, inputs: _Inputs, re
     )
     # The model's state as a local fit sets it up (id maps, mean rating, ...), then the trained arrays.
     remote = None if inputs.local is not None else _RemoteRatings(inputs)
-    model._start(inputs.local if inputs.local is not None else remote, settings)  # type: ignore[arg-type]
-    model._native = native
+    model._adopt(native, inputs.local if inputs.local is not None else remote,  # type: ignore[arg-type]
+                 settings, DEFAULT_LEARNING_RATE[settings["solver"]])
     if remote is not None:
         model._seen = remote.seen_lists(training.seen)
     model.history_ = history

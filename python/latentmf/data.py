@@ -305,8 +305,9 @@ class Ratings:
         `threads` is the binding's count (0 for all cores)."""
         key = ("grid", dtype, blocks, seed)
         if key not in self._cache:
-            for old in [k for k in self._cache if k[0] == "grid"]:
-                del self._cache[old]
+            # list() copies the keys in one step, and pop() tolerates a key another thread removed.
+            for old in [k for k in list(self._cache) if k[0] == "grid"]:
+                self._cache.pop(old, None)
             self._cache[key] = _core.block_grid(
                 self.users, self.items, self.values, self.n_users, self.n_items, blocks, seed, dtype, threads
             )

@@ -14,13 +14,15 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._checks import as_integer, as_real, as_threads
+from ._checks import MAX_SEED, as_integer, as_real, as_threads
 from .data import Ratings, as_ratings
 
 #: Blocks per side of the stratified SGD grid when none is given. A constant, so that results
 #: never depend on the machine: B = 8 keeps each block's item rows small enough to stay in cache
 #: and gives up to 8 threads work in every sub-epoch.
 DEFAULT_BLOCKS = 8
+
+_MAX_EPOCH = 2**63 - 1
 
 
 def _factor_dtype(U: Any, V: Any) -> str:
@@ -113,6 +115,11 @@ def sgd_epoch(ratings: Any, U: np.ndarray, V: np.ndarray, learning_rate: float, 
     sub-epoch order drawn from `seed` and `epoch`) on `threads` threads; `sgd_order` gives the
     equivalent sequential order. U, V and the biases must be C-contiguous and writeable.
     Returns the sum of the squared errors seen before each update.
+
+    Nothing here checks that the step converges: a step too large leaves inf or NaN in the
+    arrays (MatrixFactorization.fit watches for that and rolls back). The arrays are the
+    caller's: two calls updating the same arrays at once, in two threads, race (each call
+    runs with the GIL released).
     """
     data, dtype = _prepare(ratings, U, V)
     global_mean, user_bias, item_bias = _bias_arguments(biases)
@@ -128,8 +135,8 @@ def sgd_epoch(ratings: Any, U: np.ndarray, V: np.ndarray, learning_rate: float, 
                                  regularization, global_mean, user_bias, item_bias, user_accumulators,
                                  item_accumulators, bool(warm_up))
     n_blocks = DEFAULT_BLOCKS if blocks is None else as_integer(blocks, "blocks", 1, 1024)
-    grid = data._grid(dtype, n_blocks, as_integer(seed, "seed", 0), as_threads(threads))
-    return _core.sgd_grid(grid, U, V, learning_rate, regularization, as_integer(epoch, "epoch", 0), None,
+    grid = data._grid(dtype, n_blocks, as_integer(seed, "seed", 0, MAX_SEED), as_threads(threads))
+    return _core.sgd_grid(grid, U, V, learning_rate, regularization, as_integer(epoch, "epoch", 0, _MAX_EPOCH), None,
                           global_mean, user_bias, item_bias, user_accumulators, item_accumulators,
                           bool(warm_up), as_threads(threads))
 
@@ -154,4 +161,4 @@ def sgd_order(ratings: Any, *, blocks: int | None = None, seed: int = 0, epoch: 
     data = as_ratings(ratings, n_users, n_items)
     n_blocks = DEFAULT_BLOCKS if blocks is None else as_integer(blocks, "blocks", 1, 1024)
     return _core.visiting_order(data.users, data.items, data.values, data.n_users, data.n_items, n_blocks,
-                                as_integer(seed, "seed", 0), as_integer(epoch, "epoch", 0), 0)
+                                as_integer(seed, "seed", 0, MAX_SEED), as_integer(epoch, "epoch", 0, _MAX_EPOCH), 0)

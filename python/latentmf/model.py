@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import math
+import threading
 import time
-from collections.abc import Callable, Iterable
-from typing import Any, NamedTuple
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
 from . import _core
-from ._checks import as_integer, as_real, as_threads
+from ._checks import MAX_SEED, as_integer, as_real, as_threads, check_memory, check_representable
 from .data import Ratings, _value_array, as_ratings
 from .functions import DEFAULT_BLOCKS
 from .idmap import IdMap, as_id_array
@@ -46,6 +49,87 @@ class UserFactors(NamedTuple):
 
     factors: np.ndarray
     bias: float
+
+
+class _Guard:
+    """Who is using one model at the moment: one thread training it (fit, partial_fit), or any
+    number of threads reading it (predict, recommend, save, ...).
+
+    A call that conflicts with one under way in another thread raises RuntimeError at once: it
+    never waits (so it cannot deadlock), and a training never runs beside another training or a
+    reader of the factors it is changing. The thread that is training may read its own model
+    (a callback may predict, recommend or save); it may not start a second training inside the
+    first.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._trainer: tuple[int, str] | None = None  # (thread, method)
+        self._readers: dict[int, list[str]] = {}  # thread -> the methods it is in
+
+    @contextmanager
+    def training(self, method: str) -> Iterator[None]:
+        me = threading.get_ident()
+        with self._lock:
+            if self._trainer is not None:
+                thread, other = self._trainer
+                where = "this thread (a callback cannot start another training)" if thread == me else "another thread"
+                raise RuntimeError(f"{method}: this model is already being trained by {other} in {where}; one model "
+                                   "trains in one thread at a time (use one model per thread, or wait for "
+                                   f"{other} to return)")
+            if self._readers:
+                other = next(iter(self._readers.values()))[0]
+                raise RuntimeError(f"{method}: this model is in use by {other} in another thread; it cannot be "
+                                   f"trained until {other} returns (use one model per thread, or wait)")
+            self._trainer = (me, method)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._trainer = None
+
+    @contextmanager
+    def reading(self, method: str) -> Iterator[None]:
+        me = threading.get_ident()
+        with self._lock:
+            if self._trainer is not None and self._trainer[0] != me:
+                raise RuntimeError(f"{method}: this model is being trained by {self._trainer[1]} in another thread, "
+                                   f"which is changing its factors; call {method} after {self._trainer[1]} returns "
+                                   "(or on another model)")
+            self._readers.setdefault(me, []).append(method)
+        try:
+            yield
+        finally:
+            with self._lock:
+                methods = self._readers[me]
+                methods.pop()
+                if not methods:
+                    del self._readers[me]
+
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _trains(method: _Method) -> _Method:
+    """Marks a method that changes the model: it runs in one thread at a time, with no reader."""
+
+    @functools.wraps(method)
+    def guarded(self: MatrixFactorization, *args: Any, **kwargs: Any) -> Any:
+        with self._guard().training(method.__name__):
+            return method(self, *args, **kwargs)
+
+    return guarded  # type: ignore[return-value]
+
+
+def _reads(method: _Method) -> _Method:
+    """Marks a method that reads the learned state: any number at once, but not beside a training."""
+
+    @functools.wraps(method)
+    def guarded(self: MatrixFactorization, *args: Any, **kwargs: Any) -> Any:
+        with self._guard().reading(method.__name__):
+            return method(self, *args, **kwargs)
+
+    return guarded  # type: ignore[return-value]
 
 
 def _default_gd_learning_rate(data: Ratings) -> float:
@@ -101,7 +185,8 @@ class MatrixFactorization:
         Precision of the factors and of the arithmetic.
     threads : int, optional
         Threads for the native loops; None uses all cores. Never changes the result. predict()
-        and recommend_all() use the value set when they are called.
+        and recommend_all() use the value set when they are called. More threads than the
+        machine has processors run as one per processor.
     blocks : int, optional
         B, the blocks per side of the SGD grid (default 8). The result depends on it.
     seed : int
@@ -124,6 +209,28 @@ class MatrixFactorization:
         bias of whichever side is known (no factor term), and recommend to an unknown user the
         items with the highest item bias (in item order without biases); unknown items in fold_in
         are skipped. similar_items always raises for an unknown item.
+
+    Threads
+    -------
+    The native loops release the GIL, so models in different threads train and predict in
+    parallel. One model is used by one thread at a time for training: fit and partial_fit are
+    exclusive, while predict, score, recommend, recommend_all, similar_items, fold_in,
+    recommend_for, predict_for, save and pickling may run in many threads at once. A call that
+    conflicts with one under way in another thread (fit beside fit, or predict beside fit)
+    raises RuntimeError immediately; it never waits and never reads factors that are being
+    changed. The thread that trains may read its own model from a callback. The arrays U, V and
+    the biases are views of the model's memory: reading them in one thread while another trains
+    the model sees values in the middle of an update, and writing them while any call runs is
+    the caller's race.
+
+    Failures
+    --------
+    Hyper-parameters and data are checked before anything changes: bad ones raise ValueError or
+    TypeError naming the argument and leave a fitted model as it was. A model that would not fit
+    in physical memory raises MemoryError with the size before anything is allocated. A loss
+    that stops being finite raises FloatingPointError and the model keeps its last finite epoch;
+    Ctrl-C (KeyboardInterrupt) stops within one sub-epoch and the model keeps its last finished
+    epoch, with history_ to match.
 
     Attributes (after fit)
     ----------------------
@@ -239,7 +346,7 @@ class MatrixFactorization:
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.unknown not in UNKNOWN_POLICIES:
             raise ValueError(f"unknown must be one of {UNKNOWN_POLICIES}, got {self.unknown!r}")
-        return {
+        settings: dict[str, Any] = {
             "factors": as_integer(self.factors, "factors", 1, 1 << 20),
             "solver": self.solver,
             "epochs": as_integer(self.epochs, "epochs", 0),
@@ -253,13 +360,21 @@ class MatrixFactorization:
             "dtype": dtype,
             "threads": as_threads(self.threads),
             "blocks": DEFAULT_BLOCKS if self.blocks is None else as_integer(self.blocks, "blocks", 1, 1024),
-            "seed": as_integer(self.seed, "seed", 0),
+            "seed": as_integer(self.seed, "seed", 0, MAX_SEED),
             "early_stopping": None if self.early_stopping is None
             else as_integer(self.early_stopping, "early_stopping", 1),
         }
+        # The model computes in `dtype`: values it cannot hold are refused here, by name.
+        if settings["learning_rate"] is not None:
+            check_representable(settings["learning_rate"], "learning_rate", dtype, positive=True)
+        for name in ("regularization", "init_std", "init_mean"):
+            if settings[name] is not None:
+                check_representable(settings[name], name, dtype)
+        return settings
 
     # Training
 
+    @_trains
     def fit(self, ratings: Any, validation: Any = None, *,
             callbacks: Iterable[Callback] | None = None) -> MatrixFactorization:
         """Fit to `ratings` (a Ratings or a (users, items, values) tuple); returns self.
@@ -273,21 +388,23 @@ class MatrixFactorization:
         epoch's entries of history_; one that returns True stops training.
 
         Each fit starts from a fresh model (arrays taken from an earlier fit keep the old values),
-        unless warm_start is set and the model is fitted: then it continues. If the loss stops
-        being finite, fit restores the last finite epoch and raises FloatingPointError; on
-        KeyboardInterrupt it restores the last finished epoch and re-raises.
+        unless warm_start is set and the model is fitted: then it continues. Bad arguments raise
+        before anything changes. If the loss stops being finite, fit restores the last finite
+        epoch and raises FloatingPointError; on KeyboardInterrupt it restores the last finished
+        epoch and re-raises. Another thread using this model meanwhile gets a RuntimeError.
         """
         settings = self._settings()
         data, held_out = _training_data(ratings, validation)
         hooks = _checked_callbacks(callbacks)
         _check_early_stopping(settings, held_out)
         if self.warm_start and self._is_fitted():
-            self._continue_on(data, settings)
+            trainer = self._continue_on(data, settings, settings["epochs"])
         else:
-            self._start(data, settings)
-        self._train(data, held_out, settings, settings["epochs"], hooks)
+            trainer = self._start(data, settings, settings["epochs"])
+        self._train(trainer, data, held_out, settings, settings["epochs"], hooks)
         return self
 
+    @_trains
     def partial_fit(self, ratings: Any = None, epochs: int = 1, *, validation: Any = None,
                     callbacks: Iterable[Callback] | None = None) -> MatrixFactorization:
         """Continue training for `epochs` more epochs; returns self.
@@ -311,18 +428,26 @@ class MatrixFactorization:
         held_out = None if validation is None else _check_validation(as_ratings(validation), data)
         _check_early_stopping(settings, held_out)
         if self._is_fitted():
-            self._continue_on(data, settings)
+            trainer = self._continue_on(data, settings, epochs)
         else:
-            self._start(data, settings)
-        self._train(data, held_out, settings, epochs, hooks)
+            trainer = self._start(data, settings, epochs)
+        self._train(trainer, data, held_out, settings, epochs, hooks)
         return self
+
+    def _guard(self) -> _Guard:
+        """This model's _Guard, made on first use (so that __init__ only stores hyper-parameters,
+        and unpickled or cloned models get their own)."""
+        guard = self.__dict__.get("_use")
+        if guard is None:
+            guard = self.__dict__.setdefault("_use", _Guard())
+        return guard
 
     def _is_fitted(self) -> bool:
         return getattr(self, "_native", None) is not None
 
-    def _continue_on(self, data: Ratings, settings: dict[str, Any]) -> None:
-        """Check that training can continue on `data`, then make it the training data (whose items
-        recommend leaves out)."""
+    def _continue_on(self, data: Ratings, settings: dict[str, Any], epochs: int) -> _Trainer:
+        """Check that training can continue on `data` for `epochs` more epochs, then make it the
+        training data (whose items recommend leaves out); returns the trainer."""
         used = self._settings_used
         for name in STRUCTURAL_SETTINGS:
             if settings[name] != used[name]:
@@ -337,30 +462,43 @@ class MatrixFactorization:
         if data.user_ids != self.user_ids_ or data.item_ids != self.item_ids_:
             raise ValueError("the ratings map ids differently from the fitted model: build them with "
                              "ids_from=model to continue training")
+        first = _next_epoch(self.history_)
+        _check_steps(settings["learning_rate"] or self._default_learning_rate, settings, first, epochs)
+        _check_training_memory(settings, native.n_users, native.n_items, new_model=False)
+        trainer = _new_trainer(native, data, settings)
         self._training, self._seen = data, None
+        return trainer
 
-    def _start(self, data: Ratings, settings: dict[str, Any]) -> None:
-        """A fresh native model, initialised; then the learned state is replaced all at once."""
+    def _start(self, data: Ratings, settings: dict[str, Any], epochs: int) -> _Trainer:
+        """A fresh native model, initialised, and its trainer; only then is the learned state
+        replaced, all at once, so that a failure before changes nothing."""
+        solver = settings["solver"]
+        default_learning_rate = _default_gd_learning_rate(data) if solver == "gd" else DEFAULT_LEARNING_RATE[solver]
+        _check_steps(settings["learning_rate"] or default_learning_rate, settings, 0, epochs)
+        _check_training_memory(settings, data.n_users, data.n_items, new_model=True)
         native = _new_native(settings["dtype"], data.n_users, data.n_items, settings["factors"])
         _initialize(native, data, settings)
-        solver = settings["solver"]
+        trainer = _new_trainer(native, data, settings)
+        self._adopt(native, data, settings, default_learning_rate)
+        return trainer
+
+    def _adopt(self, native: Any, data: Ratings, settings: dict[str, Any], default_learning_rate: float) -> None:
+        """Make `native`, a model of `data` (initialised, or trained elsewhere), this estimator's
+        state, with an empty history."""
         self._native, self._training, self._seen, self._settings_used = native, data, None, settings
-        self._default_learning_rate = (_default_gd_learning_rate(data) if solver == "gd"
-                                       else DEFAULT_LEARNING_RATE[solver])
+        self._default_learning_rate = default_learning_rate
         self.mean_rating_ = data.mean
         self.user_ids_: IdMap | None = data.user_ids
         self.item_ids_: IdMap | None = data.item_ids
         self.history_: dict[str, list[float]] = {key: [] for key in HISTORY_KEYS}
         self.best_epoch_: int | None = None
 
-    def _train(self, data: Ratings, held_out: Ratings | None, settings: dict[str, Any], epochs: int,
-               callbacks: list[Callback]) -> None:
+    def _train(self, trainer: _Trainer, data: Ratings, held_out: Ratings | None, settings: dict[str, Any],
+               epochs: int, callbacks: list[Callback]) -> None:
         """`epochs` epochs after those already run, with early stopping, callbacks and progress."""
-        trainer = (_GdTrainer if settings["solver"] == "gd" else _SgdTrainer)(self._native, data, settings)
         learning_rate = settings["learning_rate"] or self._default_learning_rate
         patience = settings["early_stopping"]
-        epochs_run = self.history_["epoch"]
-        first = int(epochs_run[-1]) + 1 if epochs_run else 0
+        first = _next_epoch(self.history_)
         best: tuple[int, float, list[np.ndarray]] | None = None
         reporter = _Reporter(first, first + epochs, bool(self.verbose), bool(self.progress))
         try:
@@ -383,33 +521,48 @@ class MatrixFactorization:
             trainer.restore(best[2])
             self.best_epoch_ = best[0]
 
-    def _run_epoch(self, trainer: Any, epoch: int, step: float, data: Ratings, held_out: Ratings | None,
+    def _run_epoch(self, trainer: _Trainer, epoch: int, step: float, data: Ratings, held_out: Ratings | None,
                    settings: dict[str, Any]) -> dict[str, float]:
+        """One epoch, recorded in history_; or, if it fails, none: the factors go back to the
+        snapshot taken before it, so that they always match history_."""
         start = time.perf_counter()
         snapshot = trainer.snapshot()
         try:
             finite = trainer.run_epoch(epoch, step)
             squared_errors, penalty = trainer.objective() if finite else (math.inf, math.inf)
+            loss = 0.5 * (squared_errors + settings["regularization"] * penalty)
+            if not math.isfinite(loss):
+                trainer.restore(snapshot)
+                raise FloatingPointError(self._divergence_message(trainer, epoch, loss, step, settings))
+            record = {
+                "epoch": epoch,
+                "loss": loss,
+                "train_rmse": math.sqrt(squared_errors / len(data)),
+                "validation_rmse": math.nan if held_out is None else self._rmse(held_out),
+                "seconds": time.perf_counter() - start,
+            }
+            history = {key: [*self.history_[key], record[key]] for key in HISTORY_KEYS}
         except KeyboardInterrupt:
             trainer.restore(snapshot)
             raise
-        loss = 0.5 * (squared_errors + settings["regularization"] * penalty)
-        if not math.isfinite(loss):
-            trainer.restore(snapshot)
-            raise FloatingPointError(
-                f"training diverged in epoch {epoch}: the loss became {loss}; the model keeps the "
-                f"last finite epoch. Lower the learning rate (it was {step:g})."
-            )
-        record = {
-            "epoch": epoch,
-            "loss": loss,
-            "train_rmse": math.sqrt(squared_errors / len(data)),
-            "validation_rmse": math.nan if held_out is None else self._rmse(held_out),
-            "seconds": time.perf_counter() - start,
-        }
-        for key, value in record.items():
-            self.history_[key].append(value)
+        # One assignment commits the epoch: Ctrl-C lands before it (and the factors went back) or
+        # after it, never between the factors and their history.
+        self.history_ = history
         return record
+
+    def _divergence_message(self, trainer: _Trainer, epoch: int, loss: float, step: float,
+                            settings: dict[str, Any]) -> str:
+        """What FloatingPointError says, once the factors are back at the last finite epoch."""
+        if not self.history_["epoch"]:
+            squared_errors, penalty = trainer.objective()
+            start = 0.5 * (squared_errors + settings["regularization"] * penalty)
+            if not math.isfinite(start):
+                return (f"the loss is not finite ({start}) even before training: the ratings or the initial "
+                        f"factors (init_std={settings['init_std']}, init_mean={settings['init_mean']}) are too "
+                        f"large to square in {settings['dtype']}")
+        return (f"training diverged in epoch {epoch}: the loss became {loss}; the model keeps the last finite "
+                f"epoch ({'none: the initial factors' if not self.history_['epoch'] else self.history_['epoch'][-1]}"
+                f"). Lower the learning rate (it was {step:g}).")
 
     # Learned state
 
@@ -515,6 +668,7 @@ class MatrixFactorization:
 
     # Prediction
 
+    @_reads
     def predict(self, users: Any, items: Any = None) -> np.ndarray:
         """The predicted ratings for the pairs (users[k], items[k]), in the model's dtype.
 
@@ -563,6 +717,7 @@ class MatrixFactorization:
             squared += float(errors @ errors)
         return math.sqrt(squared / len(data))
 
+    @_reads
     def score(self, X: Any, y: Any) -> float:
         """R^2 of predict(X) against the ratings y: 1 - sum (y - y_hat)^2 / sum (y - mean y)^2.
 
@@ -581,6 +736,7 @@ class MatrixFactorization:
 
     # Top-N
 
+    @_reads
     def recommend(self, user: Any, k: int = 10, exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """The k items with the highest predicted rating for `user`, best first, as (items, scores).
 
@@ -595,6 +751,7 @@ class MatrixFactorization:
         found = items[0] >= 0
         return self._item_ids_out(items[0][found]), scores[0][found]
 
+    @_reads
     def recommend_all(self, users: Any = None, k: int = 10,
                       exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """The k best items for each of `users` (default: every user, in the order of the rows of U)
@@ -644,6 +801,7 @@ class MatrixFactorization:
                                         excluded, self._threads())
         return items[0], scores[0]
 
+    @_reads
     def similar_items(self, item: Any, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """The k items whose factor vectors are closest to `item`'s by cosine similarity, best first,
         as (items, similarities), leaving out `item` itself. Items with all-zero factors have
@@ -662,6 +820,7 @@ class MatrixFactorization:
 
     # New users without retraining
 
+    @_reads
     def fold_in(self, items: Any, values: Any) -> UserFactors:
         """Factors for a user the model was not trained on, from their ratings, V held fixed.
 
@@ -711,6 +870,7 @@ class MatrixFactorization:
                              f"factors of shape {vector.shape} and dtype {vector.dtype}")
         return vector, as_real(bias, "bias", -np.inf)
 
+    @_reads
     def recommend_for(self, user: UserFactors | tuple[Any, float], k: int = 10,
                       exclude: Any = None) -> tuple[np.ndarray, np.ndarray]:
         """The k best items, as (items, scores), for a user given by `fold_in`'s (factors, bias),
@@ -724,6 +884,7 @@ class MatrixFactorization:
         found = items >= 0
         return self._item_ids_out(items[found]), scores[found]
 
+    @_reads
     def predict_for(self, user: UserFactors | tuple[Any, float], items: Any) -> np.ndarray:
         """Predicted ratings of `items` for a user given by `fold_in`'s (factors, bias)."""
         factors, bias = self._user_factors(user)
@@ -740,6 +901,7 @@ class MatrixFactorization:
 
     # Persistence
 
+    @_reads
     def save(self, path: Any) -> None:
         """Write the model to `path` (see `latentmf.persistence` for the format), atomically:
         a reader never sees a half-written file. Any file name works; ".npz" is the convention."""
@@ -747,6 +909,7 @@ class MatrixFactorization:
 
         save(self, path)
 
+    @_reads
     def __getstate__(self) -> dict[str, Any]:
         """Hyper-parameters, plus the fitted state in the model file's form (no native object)."""
         state: dict[str, Any] = {"params": self.get_params()}
@@ -872,6 +1035,47 @@ def _new_native(dtype: str, n_users: int, n_items: int, factors: int) -> Any:
     return native_class(n_users, n_items, factors)
 
 
+def _next_epoch(history: dict[str, list[float]]) -> int:
+    """The number of the epoch after those in `history` (epochs count over the whole training)."""
+    return int(history["epoch"][-1]) + 1 if history["epoch"] else 0
+
+
+def _check_steps(learning_rate: float, settings: dict[str, Any], first: int, epochs: int) -> None:
+    """Every step of epochs [first, first + epochs) must be a positive number in the model's dtype;
+    the last is the smallest (the decay only lowers it)."""
+    if epochs == 0:
+        return
+    dtype = settings["dtype"]
+    check_representable(learning_rate, "learning_rate", dtype, positive=True)
+    last = first + epochs - 1
+    step = learning_rate / (1.0 + settings["decay"] * last)
+    if not np.dtype(dtype).type(step) > 0:
+        raise ValueError(f"learning_rate_decay={settings['decay']!r} makes the step of epoch {last}, learning_rate / "
+                         f"(1 + learning_rate_decay * {last}) = {step:g}, 0 in {dtype}: use a smaller "
+                         "learning_rate_decay")
+
+
+def _check_training_memory(settings: dict[str, Any], n_users: int, n_items: int, *, new_model: bool) -> None:
+    """MemoryError, before anything is allocated, when training would need more than the physical
+    memory for the factors: the native model (U, V, two biases and two AdaGrad accumulators per row),
+    when it is new, plus the copies training falls back on (one per epoch, and the best epoch's with
+    early stopping)."""
+    itemsize = np.dtype(settings["dtype"]).itemsize
+    rows = n_users + n_items
+    factors = settings["factors"]
+    model = rows * (factors + 3) * itemsize
+    copied = factors + (1 if settings["biases"] else 0) + (2 if settings["solver"] == "adagrad" else 0)
+    copies = 2 if settings["early_stopping"] is not None else 1
+    need = (model if new_model else 0) + copies * rows * copied * itemsize
+    check_memory(need, f"the factors (factors={factors} for {n_users} users and {n_items} items, "
+                       f"{settings['dtype']}) and the copies that training falls back on",
+                 hint=": use fewer factors")
+
+
+def _new_trainer(native: Any, data: Ratings, settings: dict[str, Any]) -> _Trainer:
+    return (_GdTrainer if settings["solver"] == "gd" else _SgdTrainer)(native, data, settings)
+
+
 def _initialize(native: Any, data: Ratings, settings: dict[str, Any]) -> None:
     """U, V ~ N(init_mean, init_std^2) from default_rng(seed), drawn straight into the model's memory;
     AdaGrad's accumulators start at 1."""
@@ -880,10 +1084,20 @@ def _initialize(native: Any, data: Ratings, settings: dict[str, Any]) -> None:
         mean = 0.0 if settings["biases"] else math.sqrt(max(INITIAL_PREDICTION_FRACTION * data.mean, 0.0)
                                                         / settings["factors"])
     rng = np.random.default_rng(settings["seed"])
-    for factors in (native.U, native.V):
-        rng.standard_normal(out=factors, dtype=factors.dtype)
-        factors *= settings["init_std"]
-        factors += mean
+    with np.errstate(over="ignore", invalid="ignore"):
+        for factors in (native.U, native.V):
+            rng.standard_normal(out=factors, dtype=factors.dtype)
+            factors *= settings["init_std"]
+            factors += mean
+    if not (np.isfinite(native.U).all() and np.isfinite(native.V).all()):
+        raise ValueError(f"init_std={settings['init_std']!r} and init_mean={settings['init_mean']!r} give initial "
+                         f"factors that {settings['dtype']} cannot hold: lower them")
+    # |u . v| <= F max|u| max|v|: initial predictions must stay far from overflowing the dtype, or
+    # the first loss is not finite (that would be refused only after a fitted model was replaced).
+    largest = float(np.abs(native.U).max()) * float(np.abs(native.V).max()) * settings["factors"]
+    if largest > float(np.finfo(settings["dtype"]).max) / 4:
+        raise ValueError(f"init_std={settings['init_std']!r} and init_mean={settings['init_mean']!r} give initial "
+                         f"predictions up to {largest:.3g}, which overflow {settings['dtype']}: lower them")
     native.global_mean = data.mean if settings["biases"] else 0.0
     if settings["solver"] == "adagrad":
         native.user_accumulators[...] = 1
@@ -911,6 +1125,14 @@ class _Trainer:
     def restore(self, snapshot: list[np.ndarray]) -> None:
         for target, saved in zip(self._arrays(), snapshot):
             target[...] = saved
+
+    def run_epoch(self, epoch: int, learning_rate: float) -> bool:
+        """One epoch in place; False when it stopped early on a value that is not finite."""
+        raise NotImplementedError
+
+    def objective(self) -> tuple[float, float]:
+        """(squared errors, penalty) of the training ratings at the current factors."""
+        raise NotImplementedError
 
 
 class _SgdTrainer(_Trainer):
@@ -955,8 +1177,10 @@ class _GdTrainer(_Trainer):
     def run_epoch(self, epoch: int, learning_rate: float) -> bool:
         steps = _core.gradients(self.index, self.U, self.V, self.regularization, self.global_mean,
                                 self.user_bias, self.item_bias, self.threads)
-        for target, gradient in zip(self._arrays(), steps):
-            target -= target.dtype.type(learning_rate) * gradient
+        # A step too large overflows: the objective then is not finite, and fit rolls the epoch back.
+        with np.errstate(over="ignore", invalid="ignore"):
+            for target, gradient in zip(self._arrays(), steps):
+                target -= target.dtype.type(learning_rate) * gradient
         return True
 
     def objective(self) -> tuple[float, float]:

@@ -26,8 +26,20 @@ anything when loaded. Its members:
     indices), so that a loaded model still leaves out seen items when it recommends.
 
 The training ratings themselves are not stored: `partial_fit` on a loaded model needs them
-passed. Loading checks every member (version, names, dtypes, shapes, finite values, id and seen
-lists) and raises ValueError naming what is wrong. Pickling a model stores the same members.
+passed. Pickling a model stores the same members.
+
+Loading treats the file as hostile until it has been checked, in this order: the zip directory
+and the ``.npy`` header of every member (a member of Python objects is refused unread; a declared
+shape must agree with the member's size), then the JSON header, then the members' declared names,
+dtypes and shapes against the header, then the memory they need against the machine's physical
+memory (MemoryError), and only then the arrays are read (their CRC-32 checked) and their values
+checked (finite numbers, id maps, seen lists). Anything wrong raises ValueError naming it, before
+anything large is allocated; a path that cannot be opened (missing, a directory, no permission)
+raises the OSError of the operating system.
+
+Saving writes a new file beside the target, flushes it to disk, and renames it over the target:
+a reader, or a crash, sees the old file or the new one, never a mix. A process killed in the
+middle of saving may leave its temporary file (``<target>.<random hex>.tmp``) behind.
 """
 
 from __future__ import annotations
@@ -36,11 +48,15 @@ import json
 import math
 import os
 import secrets
+import struct
+import tokenize
 import zipfile
-from typing import Any
+import zlib
+from typing import IO, Any, NamedTuple
 
 import numpy as np
 
+from ._checks import check_memory
 from ._version import __version__
 from .idmap import IdMap
 from .model import HISTORY_KEYS, MatrixFactorization, _new_native
@@ -48,6 +64,12 @@ from .model import HISTORY_KEYS, MatrixFactorization, _new_native
 FORMAT = "latentmf.MatrixFactorization"
 VERSION = 1
 _MAX_ROWS = np.iinfo(np.int32).max
+#: The JSON header holds hyper-parameters, sizes and the history: far below this.
+_MAX_HEADER_BYTES = 64 * 2**20
+#: What a damaged or hostile file can make the readers below raise.
+#: (NumPy parses a damaged .npy header into SyntaxError or tokenize's TokenError.)
+_DAMAGED = (ValueError, TypeError, OverflowError, EOFError, OSError, RuntimeError, NotImplementedError,
+            SyntaxError, tokenize.TokenError, zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, struct.error)
 
 
 def model_state(model: MatrixFactorization) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -92,7 +114,9 @@ def _plain(value: Any) -> Any:
 
 
 def save(model: MatrixFactorization, path: Any) -> None:
-    """Write `model` to `path` atomically: into a new file beside it, then renamed over it."""
+    """Write `model` to `path` atomically: into a new file beside it, flushed to disk, then renamed
+    over it. On any failure (KeyboardInterrupt included) the new file is removed and the old one
+    is left as it was."""
     header, arrays = model_state(model)
     target = os.fspath(path)
     temporary = f"{target}.{secrets.token_hex(6)}.tmp"
@@ -100,35 +124,55 @@ def save(model: MatrixFactorization, path: Any) -> None:
         with open(temporary, "xb") as file:
             members: dict[str, Any] = {"header": np.array(json.dumps(header, allow_nan=False)), **arrays}
             np.savez(file, **members)
+            file.flush()
+            os.fsync(file.fileno())
         os.replace(temporary, target)
     except BaseException:
         if os.path.exists(temporary):
             os.unlink(temporary)
         raise
+    _sync_directory(target)
+
+
+def _sync_directory(target: str) -> None:
+    """Flush the rename to disk too (POSIX); where directories cannot be opened, it is skipped."""
+    try:
+        descriptor = os.open(os.path.dirname(os.path.abspath(target)), os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+class _Member(NamedTuple):
+    """One .npy member of the archive, as its own header declares it (nothing read yet)."""
+
+    info: zipfile.ZipInfo
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    nbytes: int
 
 
 def load(path: Any) -> MatrixFactorization:
-    """The model saved at `path` by `MatrixFactorization.save`, checked member by member.
+    """The model saved at `path` by `MatrixFactorization.save`, checked before it is read.
 
-    Nothing in the file is unpickled. A file that is not a latentmf model, of an unknown version,
-    or whose members disagree raises ValueError.
+    Nothing in the file is unpickled, and nothing large is allocated before the file's members
+    are known to agree with its header and to fit in memory. A file that is not a latentmf model,
+    of an unknown version, damaged or truncated, or whose members disagree, raises ValueError; a
+    consistent model too large for this machine raises MemoryError; a path that cannot be opened
+    raises OSError (FileNotFoundError, IsADirectoryError, PermissionError).
     """
     source = os.fspath(path)
-    try:
-        archive = np.load(source, allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
-        if isinstance(error, FileNotFoundError):
-            raise
-        raise ValueError(f"{source} is not a latentmf model file: {error}") from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise ValueError(f"{source} is not a latentmf model file: it holds a single array, not an .npz archive")
-    with archive:
-        if "header" not in archive.files:
-            raise ValueError(f"{source} is not a latentmf model file: it has no header")
+    with open(source, "rb") as file:
         try:
-            header = json.loads(str(archive["header"][()]))
-            arrays = {name: archive[name] for name in archive.files if name != "header"}
-        except (ValueError, OSError, zipfile.BadZipFile) as error:
+            header, arrays = _read(file)
+        except _Refused as error:
+            raise ValueError(f"{source}: {error}") from None
+        except _DAMAGED as error:
             raise ValueError(f"{source} is not a readable latentmf model file: {error}") from None
     model = MatrixFactorization()
     try:
@@ -138,8 +182,101 @@ def load(path: Any) -> MatrixFactorization:
     return model
 
 
+def _read(file: IO[bytes]) -> tuple[Any, dict[str, np.ndarray]]:
+    """(header, arrays) of an open model file, each step checked before the next (see the module)."""
+    if file.read(6) == b"\x93NUMPY":
+        raise ValueError("it holds a single array (.npy), not a model's .npz archive")
+    file.seek(0)
+    with zipfile.ZipFile(file) as archive:
+        members = _members(archive)
+        if "header" not in members:
+            raise ValueError("it has no header member")
+        header_member = members.pop("header")
+        if header_member.shape != () or header_member.dtype.kind != "U" or header_member.nbytes > _MAX_HEADER_BYTES:
+            raise ValueError(f"its header must be one string of at most {_MAX_HEADER_BYTES} bytes, got dtype "
+                             f"{header_member.dtype} and shape {header_member.shape}")
+        header = json.loads(str(_read_member(archive, header_member)[()]))
+        try:
+            _check_declared(header, {name: (m.shape, m.dtype) for name, m in members.items()})
+        except (ValueError, TypeError) as error:
+            raise _Refused(str(error)) from None
+        check_memory(sum(m.nbytes for m in members.values()), "the arrays of the model file")
+        arrays = {name: _read_member(archive, member) for name, member in members.items()}
+    return header, arrays
+
+
+class _Refused(Exception):
+    """A check of the header against the members failed: its message is load's, as it is."""
+
+
+def _members(archive: zipfile.ZipFile) -> dict[str, _Member]:
+    """Every member's name and declared shape and dtype, from the .npy headers alone."""
+    members: dict[str, _Member] = {}
+    for info in archive.infolist():
+        name = info.filename[:-4] if info.filename.endswith(".npy") else None
+        if name is None or name in members:
+            raise ValueError(f"member {info.filename!r} is not an array of a model file (or repeats one)")
+        with archive.open(info) as stream:
+            version = np.lib.format.read_magic(stream)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(stream)
+            elif version == (2, 0):
+                shape, _, dtype = np.lib.format.read_array_header_2_0(stream)
+            else:
+                raise ValueError(f"member {name!r} has .npy format version {version}, not 1.0 or 2.0")
+            offset = stream.tell()
+        if dtype.hasobject:
+            raise ValueError(f"member {name!r} holds Python objects (pickled data): a model file holds numbers and "
+                             "strings only, and latentmf never unpickles")
+        nbytes = math.prod(shape) * dtype.itemsize
+        if offset + nbytes != info.file_size:
+            raise ValueError(f"member {name!r} declares shape {shape} of {dtype} ({nbytes} bytes) but holds "
+                             f"{info.file_size - offset} bytes: the file is truncated or damaged")
+        members[name] = _Member(info, shape, dtype, nbytes)
+    return members
+
+
+def _read_member(archive: zipfile.ZipFile, member: _Member) -> np.ndarray:
+    """The array of a checked member; reading it to its end checks its CRC-32."""
+    with archive.open(member.info) as stream:
+        array = np.lib.format.read_array(stream, allow_pickle=False)
+        if stream.read(1):
+            raise ValueError(f"member {member.info.filename!r} holds more than its array")
+    return array
+
+
 def restore_state(model: MatrixFactorization, header: Any, arrays: dict[str, np.ndarray]) -> None:
     """Make `model` the model that `header` and `arrays` describe, after checking all of them."""
+    plan = _check_declared(header, {name: (array.shape, array.dtype) for name, array in arrays.items()})
+    settings, params, n_users, n_items, factors, dtype, expected, optional = plan
+    for name in expected:
+        if not np.isfinite(arrays[name]).all():
+            raise ValueError(f"{name} holds values that are not finite")
+    id_maps = {name: _id_map(arrays[name], name, count) for name, count in optional.items() if name in arrays}
+    seen = _seen_lists(arrays, n_users, n_items)
+    numbers = {name: _finite(header, name) for name in ("global_mean", "mean_rating", "default_learning_rate")}
+    history = _history(header)
+    best_epoch = header.get("best_epoch")
+    if best_epoch is not None and (not isinstance(best_epoch, int) or isinstance(best_epoch, bool)):
+        raise ValueError(f"best_epoch must be an integer or null, got {best_epoch!r}")
+
+    native = _new_native(dtype, n_users, n_items, factors)
+    for name in expected:
+        getattr(native, name)[...] = arrays[name]
+    native.global_mean = numbers["global_mean"]
+    model.set_params(**params)
+    model._native, model._training, model._seen, model._settings_used = native, None, seen, settings
+    model._default_learning_rate = numbers["default_learning_rate"]
+    model.mean_rating_ = numbers["mean_rating"]
+    model.user_ids_ = id_maps.get("user_ids")
+    model.item_ids_ = id_maps.get("item_ids")
+    model.history_ = history
+    model.best_epoch_ = best_epoch
+
+
+def _check_declared(header: Any, declared: dict[str, tuple[tuple[int, ...], np.dtype]]) -> tuple[Any, ...]:
+    """Check the header, and the names, shapes and dtypes of the arrays against it (before any is
+    read); returns what restoring the model needs."""
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise ValueError(f"the header does not describe a {FORMAT}")
     version = header.get("version")
@@ -160,32 +297,25 @@ def restore_state(model: MatrixFactorization, header: Any, arrays: dict[str, np.
                          f"({settings['dtype']!r}, {settings['factors']})")
     expected = _expected_arrays(settings, n_users, n_items, factors)
     optional = {"user_ids": n_users, "item_ids": n_items}
-    names = set(arrays)
+    names = set(declared)
     if not set(expected) <= names or not names <= set(expected) | set(optional) | {"seen_offsets", "seen_items"}:
         raise ValueError(f"the arrays are {sorted(names)}, expected {sorted(expected)} plus the seen lists and, "
                          "optionally, user_ids and item_ids")
     for name, shape in expected.items():
-        _check_array(arrays[name], name, shape, dtype)
-    id_maps = {name: _id_map(arrays[name], name, count) for name, count in optional.items() if name in arrays}
-    seen = _seen_lists(arrays, n_users, n_items)
-    numbers = {name: _finite(header, name) for name in ("global_mean", "mean_rating", "default_learning_rate")}
-    history = _history(header)
-    best_epoch = header.get("best_epoch")
-    if best_epoch is not None and not isinstance(best_epoch, int):
-        raise ValueError(f"best_epoch must be an integer or null, got {best_epoch!r}")
-
-    native = _new_native(dtype, n_users, n_items, factors)
-    for name in expected:
-        getattr(native, name)[...] = arrays[name]
-    native.global_mean = numbers["global_mean"]
-    model.set_params(**params)
-    model._native, model._training, model._seen, model._settings_used = native, None, seen, settings
-    model._default_learning_rate = numbers["default_learning_rate"]
-    model.mean_rating_ = numbers["mean_rating"]
-    model.user_ids_ = id_maps.get("user_ids")
-    model.item_ids_ = id_maps.get("item_ids")
-    model.history_ = history
-    model.best_epoch_ = best_epoch
+        if declared[name] != (shape, np.dtype(dtype)):
+            raise ValueError(f"{name} must have shape {shape} and dtype {dtype}, got {declared[name][0]} and "
+                             f"{declared[name][1]}")
+    for name, count in optional.items():
+        if name in declared and (declared[name][0] != (count,) or declared[name][1].kind not in "iU"):
+            raise ValueError(f"{name} must be {count} integer or string ids, got shape {declared[name][0]} and dtype "
+                             f"{declared[name][1]}")
+    for name, kind, ndim in (("seen_offsets", np.dtype(np.int64), 1), ("seen_items", np.dtype(np.int32), 1)):
+        if name not in declared:
+            raise ValueError("seen_offsets and seen_items are missing")
+        if declared[name][1] != kind or len(declared[name][0]) != ndim:
+            raise ValueError(f"{name} must be a 1-dimensional {kind} array, got {declared[name][1]} "
+                             f"{declared[name][0]}")
+    return settings, params, n_users, n_items, factors, dtype, expected, optional
 
 
 def _expected_arrays(settings: dict[str, Any], n_users: int, n_items: int,
@@ -218,13 +348,6 @@ def _finite(header: dict[str, Any], name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ValueError(f"header field {name} must be a finite number, got {value!r}")
     return float(value)
-
-
-def _check_array(array: np.ndarray, name: str, shape: tuple[int, ...], dtype: str) -> None:
-    if array.shape != shape or array.dtype != np.dtype(dtype):
-        raise ValueError(f"{name} must have shape {shape} and dtype {dtype}, got {array.shape} and {array.dtype}")
-    if not np.isfinite(array).all():
-        raise ValueError(f"{name} holds values that are not finite")
 
 
 def _id_map(array: np.ndarray, name: str, count: int) -> IdMap:

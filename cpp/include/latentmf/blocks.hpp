@@ -7,6 +7,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <vector>
@@ -116,7 +117,7 @@ class BlockGrid {
   template <class Index, class Value>
   BlockGrid(const Coo<Index, Value>& r, int blocks, std::uint64_t seed, int threads, bool keep_positions = false)
       : blocks_(blocks), seed_(seed), n_users_(r.n_users), n_items_(r.n_items), size_(r.size),
-        users_(checked_n_users(r, blocks), blocks, stream_seed(seed, user_stream)),
+        users_(checked_n_users(r, blocks, threads, keep_positions), blocks, stream_seed(seed, user_stream)),
         items_grouping_(r.n_items, blocks, stream_seed(seed, item_stream)) {
     check_ratings(r, threads);
     sort_into_rows(r, keep_positions, threads);
@@ -188,7 +189,7 @@ class BlockGrid {
   template <class Index, class Value>
   BlockGrid(const Coo<Index, Value>& r, int blocks, std::uint64_t seed, int user_group, int threads, ShardTag)
       : blocks_(blocks), seed_(seed), n_users_(r.n_users), n_items_(r.n_items), size_(r.size),
-        users_(checked_shard_n_users(r, blocks), blocks, stream_seed(seed, user_stream)),
+        users_(checked_shard_n_users(r, blocks, threads), blocks, stream_seed(seed, user_stream)),
         items_grouping_(r.n_items, blocks, stream_seed(seed, item_stream)), user_group_(user_group) {
     require(user_group >= 0 && user_group < blocks, "user_group must be in [0, blocks=", blocks, "), got ",
             user_group);
@@ -204,19 +205,35 @@ class BlockGrid {
 
   // The same for a shard, which may hold no rating (a user group without ratings).
   template <class Index, class Value>
-  static std::int64_t checked_shard_n_users(const Coo<Index, Value>& r, int blocks) {
-    if (r.size > 0) return checked_n_users(r, blocks);
+  static std::int64_t checked_shard_n_users(const Coo<Index, Value>& r, int blocks, int threads) {
+    if (r.size > 0) return checked_n_users(r, blocks, threads, false);
     require(blocks >= 1 && blocks <= max_blocks, "blocks must be in [1, ", max_blocks, "], got ", blocks);
     check_index_range(r.n_users, r.n_items);
     return r.n_users;
   }
 
-  // n_users, once the arguments are known to be usable (before the groups are allocated).
+  // n_users, once the arguments are known to be usable and the grid to fit in memory (before the
+  // groups are allocated).
   template <class Index, class Value>
-  static std::int64_t checked_n_users(const Coo<Index, Value>& r, int blocks) {
+  static std::int64_t checked_n_users(const Coo<Index, Value>& r, int blocks, int threads, bool keep_positions) {
     check_grid_arguments(r.size, blocks);
     check_index_range(r.n_users, r.n_items);
+    check_available(footprint(r.size, r.n_users, r.n_items, blocks, threads, keep_positions),
+                    "the block grid of the ratings");
     return r.n_users;
+  }
+
+  // Bytes the grid needs at most while it is built: per user and per item its group, member
+  // number, place among the members and the permutation that drew them, and a count (8 bytes);
+  // per part of the counting sort a 4-byte position per row key; per rating an item index and
+  // a value (and an input position with keep_positions), and at most one row of 12 bytes.
+  static double footprint(std::int64_t size, std::int64_t n_users, std::int64_t n_items, int blocks, int threads,
+                          bool keep_positions) {
+    const double keys = double(blocks) * double(n_users);
+    const double parts = std::max(1.0, std::min({double(std::max(threads, 1)), 4.0, std::floor(double(size) / keys)}));
+    return 24.0 * (double(n_users) + double(n_items)) + 4.0 * parts * keys +
+           double(size) * (4.0 + sizeof(Scalar) + (keep_positions ? 8.0 : 0.0) + 12.0) +
+           16.0 * (double(blocks) * blocks + 1);
   }
 
   // The row of every rating, as a sort key: block (p, q), then the user's member number m in

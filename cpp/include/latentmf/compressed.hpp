@@ -28,6 +28,8 @@ struct CompressedRatings {
 template <class Scalar, class Index, class Value>
 CompressedRatings<Scalar> compress(const Index* rows, const Index* cols, const Value* values,
                                    std::int64_t size, std::int64_t n_rows) {
+  check_available(8.0 * (double(n_rows) + 1) + double(size) * (4.0 + (values ? sizeof(Scalar) : 0)),
+                  "the ratings grouped by row");
   CompressedRatings<Scalar> out;
   out.n_rows = n_rows;
   out.offsets = allocate<std::int64_t>(n_rows + 1, "row offsets");
@@ -68,6 +70,9 @@ struct RatingsIndex {
   RatingsIndex(const Coo<Index, Value>& r, int threads) : size(r.size), n_users(r.n_users), n_items(r.n_items) {
     check_ratings(r, threads);
     check_index_range(r.n_users, r.n_items);
+    // Both orderings: offsets per user and per item, and an index and a value per rating on each side.
+    check_available(8.0 * (double(r.n_users) + double(r.n_items) + 2) + 2.0 * double(r.size) * (4 + sizeof(Scalar)),
+                    "the by-user and by-item orderings of the ratings");
     by_user = compress<Scalar>(r.users, r.items, r.values, r.size, r.n_users);
     by_item = compress<Scalar>(r.items, r.users, r.values, r.size, r.n_items);
   }

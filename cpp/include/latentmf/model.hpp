@@ -17,8 +17,10 @@ class Model {
     require(n_users >= 1, "n_users must be >= 1, got ", n_users);
     require(n_items >= 1, "n_items must be >= 1, got ", n_items);
     require(n_factors >= 1, "factors must be >= 1, got ", n_factors);
-    require(double(n_users) * double(n_factors) < 9e18 && double(n_items) * double(n_factors) < 9e18,
-            "n_users x factors = ", double(n_users) * double(n_factors), " is too large");
+    // All of it or nothing: the whole model is checked against physical memory before any part
+    // is allocated (U, V, two biases and two AdaGrad accumulators per row).
+    const double rows = double(n_users) + double(n_items);
+    check_available(rows * (double(n_factors) + 3.0) * sizeof(Scalar), "the model (U, V, biases, accumulators)");
     U_ = Buffer<Scalar>(n_users * n_factors, "the user factors U");
     V_ = Buffer<Scalar>(n_items * n_factors, "the item factors V");
     user_bias_ = Buffer<Scalar>(n_users, "the user biases");

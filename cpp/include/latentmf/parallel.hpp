@@ -13,18 +13,32 @@
 
 namespace latentmf {
 
-inline int available_threads() {
+// The processors this process may run on (at least 1).
+inline int processor_count() {
 #ifdef _OPENMP
-  return omp_get_max_threads();
+  return std::max(1, omp_get_num_procs());
 #else
   return 1;
 #endif
 }
 
-// 0 means "all available"; without OpenMP every request runs on one thread.
+// The threads a parallel loop starts when none are asked for: OpenMP's default (OMP_NUM_THREADS,
+// else one per processor), at most one per processor.
+inline int available_threads() {
+#ifdef _OPENMP
+  return std::max(1, std::min(omp_get_max_threads(), processor_count()));
+#else
+  return 1;
+#endif
+}
+
+// 0 means "all available"; without OpenMP every request runs on one thread. Requests beyond the
+// processors are reduced to them: more threads would only take turns on the same processors
+// (results never depend on the count), and the OpenMP runtime ends the whole process, with no
+// error to catch, when it cannot start or allocate the threads of an absurd request.
 inline int resolve_threads(int requested) {
   require(requested >= 0, "threads must be >= 1 (or None for all cores), got ", requested);
-  return requested == 0 ? available_threads() : requested;
+  return requested == 0 ? available_threads() : std::min(requested, processor_count());
 }
 
 // A split of [0, n) into consecutive chunks. The boundaries depend on the data only, so that
