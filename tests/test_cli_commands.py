@@ -145,7 +145,7 @@ def test_the_csv_module_reads_what_pandas_reads(tmp_path, ratings_csv, monkeypat
 
 def test_parquet_input(capsys, tmp_path, ratings_csv):
     pd = pytest.importorskip("pandas")
-    pytest.importorskip("pyarrow")
+    pytest.importorskip("pyarrow", exc_type=ImportError)
     parquet = tmp_path / "ratings.parquet"
     pd.read_csv(ratings_csv).to_parquet(parquet)
     model_path, _ = _train(capsys, tmp_path, parquet)

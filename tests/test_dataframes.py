@@ -88,7 +88,7 @@ class TestConstructors:
         _check_table_ratings(Ratings.from_dataframe(pl.DataFrame(TABLE), timestamp="time"))
 
     def test_from_an_arrow_table(self):
-        pa = pytest.importorskip("pyarrow")
+        pa = pytest.importorskip("pyarrow", exc_type=ImportError)
         _check_table_ratings(Ratings.from_dataframe(pa.table(TABLE)))
 
     def test_a_missing_column_is_named(self):

@@ -89,7 +89,8 @@ class IdMap:
         ordered = array[order]
         starts = np.empty(array.size, dtype=bool)
         starts[0] = True
-        np.not_equal(ordered[1:], ordered[:-1], out=starts[1:])
+        # The operator, not np.not_equal: NumPy before 2.0 has no string loop for the ufunc.
+        starts[1:] = ordered[1:] != ordered[:-1]
         codes = np.cumsum(starts, dtype=np.int64) - 1
         indices = np.empty(array.size, dtype=np.int32 if codes[-1] < _INT32_MAX else np.int64)
         indices[order] = codes
