@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import latentmf
-from latentmf import _checks, _core
+from latentmf import _checks, _core, _openmp
 
 from conftest import random_ratings
 
@@ -145,6 +145,26 @@ def test_an_absurd_omp_num_threads_does_not_end_the_process():
                             env={**os.environ, "OMP_NUM_THREADS": "100000000"})
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "True"
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("100000000", "4"), ("4", None), ("3", None), ("5", "4"), (" 9 , 2", "4,2"), ("2,99", "2,4"),
+    ("", None), ("many", None), ("4,x", None), ("-1", None), ("\u00b2", None),
+])
+def test_omp_num_threads_above_the_processors_is_reduced_to_them(value, expected):
+    assert _openmp.bounded(value, 4) == expected
+
+
+def test_bound_environment_rewrites_only_a_request_beyond_the_processors():
+    environ = {"OMP_NUM_THREADS": str(10**8), "OTHER": "x"}
+    _openmp.bound_environment(environ)
+    assert environ == {"OMP_NUM_THREADS": str(_openmp.processors()), "OTHER": "x"}
+    untouched = {"OMP_NUM_THREADS": "1"}
+    _openmp.bound_environment(untouched)
+    assert untouched == {"OMP_NUM_THREADS": "1"}
+    empty: dict[str, str] = {}
+    _openmp.bound_environment(empty)
+    assert empty == {}
 
 
 PEAK_CHILD = """
