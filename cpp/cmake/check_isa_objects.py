@@ -89,18 +89,24 @@ def disassemble(objdump: str, path: str) -> dict[str, Counts]:
     return functions
 
 
+def is_own(name: str, level: str) -> bool:
+    """Whether the function `name` belongs to the level's namespace. objdump leaves a name it
+    cannot demangle mangled (one whose array bound is a template expression, say, in a function
+    an -O2 build keeps out of line), and there the namespace reads 8latentmf4avx2."""
+    return f"latentmf::{level}::" in name or f"8latentmf{len(level)}{level}" in name
+
+
 def check(level: str, functions: dict[str, Counts]) -> list[str]:
     problems = []
-    own = f"latentmf::{level}::"
     for name, c in functions.items():
-        if level == "generic" or own not in name:
+        if level == "generic" or not is_own(name, level):
             if c.vex or c.evex or c.post_baseline:
                 found = ", ".join(filter(None, [c.vex and f"{c.vex} VEX", c.evex and f"{c.evex} EVEX",
                                                 " ".join(sorted(c.post_baseline))]))
                 problems.append(f"{level}: {name[:200]} is shared code but has {found} instructions")
         elif level == "avx2" and c.evex:
             problems.append(f"avx2: {name[:200]} has {c.evex} AVX-512 (EVEX) instructions")
-    kernels = [c for name, c in functions.items() if own in name]
+    kernels = [c for name, c in functions.items() if is_own(name, level)]
     if level == "avx2" and not (sum(c.ymm for c in kernels) and sum(c.fma for c in kernels)):
         problems.append("avx2: the kernels use no ymm register or no FMA: the target pragma did not apply")
     if level == "avx512" and not sum(c.zmm for c in kernels):
@@ -123,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"check_isa_objects: {path} holds no machine code (LTO?); not checked")
             return 0
         problems += check(level, functions)
-        own = [c for name, c in functions.items() if f"latentmf::{level}::" in name]
+        own = [c for name, c in functions.items() if is_own(name, level)]
         summary.append(f"{level}: {len(functions)} functions, {sum(c.vex for c in own)} VEX / "
                        f"{sum(c.evex for c in own)} EVEX instructions in the level's own")
     if problems:
