@@ -7,7 +7,7 @@ import pytest
 
 import latentmf
 
-from conftest import random_factors, random_ratings
+from conftest import random_biases, random_factors, random_ratings
 
 # Every test here runs once per kernel level this CPU supports: determinism holds at each level.
 pytestmark = pytest.mark.usefixtures("isa")
@@ -91,15 +91,22 @@ def test_grid_epoch_is_bit_identical_across_thread_counts(rng, dtype, with_biase
             np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-def test_gradients_are_bit_identical_across_thread_counts(rng, threads):
-    ratings = random_ratings(rng, 3000, 500, 40000, value_dtype=np.float32)
-    U, V = random_factors(rng, 3000, 500, 8, np.float32)
-    one = latentmf.gradients(ratings, U, V, 0.1, threads=1)
-    many = latentmf.gradients(ratings, U, V, 0.1, threads=threads)
+# 80 ratings per item: the item gradients come from partials of the user pass; 2 per item: from
+# a pass over the items.
+@pytest.mark.parametrize("n_items", [500, 20000])
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("with_biases", [False, True])
+def test_gradients_are_bit_identical_across_thread_counts(rng, n_items, threads, with_biases):
+    ratings = random_ratings(rng, 3000, n_items, 40000, value_dtype=np.float32)
+    U, V = random_factors(rng, 3000, n_items, 8, np.float32)
+    biases = random_biases(rng, 3000, n_items, np.float32) if with_biases else None
+    one = latentmf.gradients(ratings, U, V, 0.1, biases=biases, threads=1)
+    many = latentmf.gradients(ratings, U, V, 0.1, biases=biases, threads=threads)
+    assert len(one) == len(many) == (4 if with_biases else 2)
     for a, b in zip(one, many):
         np.testing.assert_array_equal(a, b)
-    assert latentmf.loss(ratings, U, V, 0.1, threads=1) == latentmf.loss(ratings, U, V, 0.1, threads=threads)
+    assert (latentmf.loss(ratings, U, V, 0.1, biases=biases, threads=1)
+            == latentmf.loss(ratings, U, V, 0.1, biases=biases, threads=threads))
 
 
 def test_dense_gradients_are_bit_identical_across_thread_counts(rng):

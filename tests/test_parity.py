@@ -54,6 +54,22 @@ def test_gradients(rng, shape, dtype, index_dtype, threads, with_biases):
         assert_close(got, want, dtype)
 
 
+# Enough ratings per item that the item gradients come from per-group partials of the user pass
+# (one group, three, and eight groups of several chunks each), against 8 per item or fewer.
+@pytest.mark.parametrize("shape", [(40, 3, 100, 5), (300, 20, 6000, 33), (2000, 50, 40000, 8), (500, 400, 3000, 8)])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize("with_biases", [False, True])
+def test_gradients_with_many_ratings_per_item(rng, shape, dtype, threads, with_biases):
+    ratings, U, V, biases = _problem(rng, shape, dtype, with_biases=with_biases)
+    native = latentmf.gradients(ratings, U, V, 0.2, biases=biases, threads=threads)
+    expected = reference.gradients(ratings, U, V, 0.2, biases=biases)
+    for got, want in zip(native, expected):
+        assert_close(got, want, dtype)
+    assert_close(latentmf.loss(ratings, U, V, 0.2, biases=biases, threads=threads),
+                 reference.loss(ratings, U, V, 0.2, biases=biases), dtype)
+
+
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("threads", [1, 2])
