@@ -14,6 +14,7 @@
 
 #include "memory.hpp"
 #include "parallel.hpp"
+#include "prefetch.hpp"
 #include "random.hpp"
 #include "ratings.hpp"
 
@@ -245,17 +246,41 @@ class BlockGrid {
     return blocks_ * users_.begin[p] + items_grouping_.group[r.items[k]] * users_.size[p] + users_.member[n];
   }
 
+  // Asks for the group tables of rating k's user ahead of row_key(r, k).
+  template <class Index, class Value>
+  void prefetch_user(const Coo<Index, Value>& r, std::int64_t k) const {
+    LATENTMF_PREFETCH(users_.group.data() + r.users[k]);
+    LATENTMF_PREFETCH(users_.member.data() + r.users[k]);
+  }
+
+  // A counting sort of the ratings by row key, in two passes over the input (count, then place).
+  // The input comes in any order, so nearly every access of both passes (a user's group tables,
+  // the row's counter, the rating's new place) misses the cache. Each pass is therefore a
+  // pipeline over a window of ratings: rating k + 2 lookahead has its user's tables prefetched,
+  // k + lookahead its key computed and its counter prefetched, and (placing) k + lookahead / 2
+  // its counter advanced and its new place prefetched, while rating k is counted or written. Every
+  // counter still advances in input order, so the result is that of the plain loop.
   template <class Index, class Value>
   void sort_into_rows(const Coo<Index, Value>& r, bool keep_positions, int threads) {
     const std::int64_t B = blocks_, keys = B * n_users_;
     // Each part counts over all keys, so the parts are few: the result is the same for any number.
     const std::int64_t parts = std::max<std::int64_t>(1, std::min<std::int64_t>({threads, 4, size_ / keys}));
     const Chunks chunks = even_chunks(size_, 1, parts);
+    constexpr std::int64_t lookahead = 16, window = 32;  // window: a power of two >= lookahead
     // next[c * keys + key]: where part c writes its next rating of that row.
     auto next = allocate<std::uint32_t>(chunks.count() * keys, "the row counts");
     parallel_for(chunks.count(), threads, [&](std::int64_t c) {
       std::uint32_t* counts = next.data() + c * keys;
-      for (std::int64_t k = chunks.begin(c); k < chunks.end(c); ++k) ++counts[row_key(r, k)];
+      std::int64_t key[window];
+      const std::int64_t begin = chunks.begin(c), end = chunks.end(c);
+      for (std::int64_t j = begin; j < end + lookahead; ++j) {
+        if (j + lookahead < end) prefetch_user(r, j + lookahead);
+        if (j < end) {
+          key[j % window] = row_key(r, j);
+          LATENTMF_PREFETCH(counts + key[j % window]);
+        }
+        if (j - lookahead >= begin) ++counts[key[(j - lookahead) % window]];
+      }
     });
     lay_out_rows(next, chunks.count());
     items_ = allocate<std::int32_t>(size_, "the ratings in block order");
@@ -263,11 +288,28 @@ class BlockGrid {
     if (keep_positions) positions_ = allocate<std::int64_t>(size_, "the input positions");
     parallel_for(chunks.count(), threads, [&](std::int64_t c) {
       std::uint32_t* positions = next.data() + c * keys;
-      for (std::int64_t k = chunks.begin(c); k < chunks.end(c); ++k) {
-        const std::uint32_t i = positions[row_key(r, k)]++;
-        items_[i] = static_cast<std::int32_t>(r.items[k]);
-        values_[i] = static_cast<Scalar>(r.values[k]);
-        if (keep_positions) positions_[i] = k;
+      std::int64_t key[window];
+      std::uint32_t place[window];
+      const std::int64_t begin = chunks.begin(c), end = chunks.end(c);
+      for (std::int64_t j = begin; j < end + lookahead; ++j) {
+        if (j + lookahead < end) prefetch_user(r, j + lookahead);
+        if (j < end) {
+          key[j % window] = row_key(r, j);
+          LATENTMF_PREFETCH(positions + key[j % window]);
+        }
+        const std::int64_t advance = j - lookahead / 2, write = j - lookahead;
+        if (advance >= begin && advance < end) {
+          const std::uint32_t i = positions[key[advance % window]]++;
+          place[advance % window] = i;
+          LATENTMF_PREFETCH_WRITE(items_.data() + i);
+          LATENTMF_PREFETCH_WRITE(values_.data() + i);
+        }
+        if (write >= begin) {
+          const std::uint32_t i = place[write % window];
+          items_[i] = static_cast<std::int32_t>(r.items[write]);
+          values_[i] = static_cast<Scalar>(r.values[write]);
+          if (keep_positions) positions_[i] = write;
+        }
       }
     });
   }

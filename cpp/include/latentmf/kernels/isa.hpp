@@ -7,12 +7,12 @@
 #define LATENTMF_ISA generic
 #endif
 
+#include "../prefetch.hpp"
+
 #if defined(__GNUC__) || defined(__clang__)
 #define LATENTMF_RESTRICT __restrict__
-#define LATENTMF_PREFETCH(address) __builtin_prefetch(address)
 #else
 #define LATENTMF_RESTRICT __restrict
-#define LATENTMF_PREFETCH(address) ((void)(address))
 #endif
 
 // `#pragma omp simd` with the given clauses, for GCC and Clang (with OpenMP or -fopenmp-simd).
