@@ -213,8 +213,10 @@ class Ratings:
 
     @property
     def mean(self) -> float:
-        """The mean rating (computed in float64)."""
-        return float(np.mean(self.values, dtype=np.float64))
+        """The mean rating (computed in float64, once)."""
+        if "mean" not in self._cache:
+            self._cache["mean"] = float(np.mean(self.values, dtype=np.float64))
+        return self._cache["mean"]
 
     def take(self, selection: Any) -> Ratings:
         """The ratings picked by an index array or boolean mask, with the same n_users, n_items and id maps."""

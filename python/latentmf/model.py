@@ -526,7 +526,7 @@ class MatrixFactorization:
         """One epoch, recorded in history_; or, if it fails, none: the factors go back to the
         snapshot taken before it, so that they always match history_."""
         start = time.perf_counter()
-        snapshot = trainer.snapshot()
+        snapshot = trainer.checkpoint()
         try:
             finite = trainer.run_epoch(epoch, step)
             squared_errors, penalty = trainer.objective() if finite else (math.inf, math.inf)
@@ -713,7 +713,8 @@ class MatrixFactorization:
         squared = 0.0
         for start in range(0, len(data), chunk):
             part = slice(start, start + chunk)
-            errors = self._predict_indices(data.users[part], data.items[part]).astype(np.float64) - data.values[part]
+            errors = np.subtract(self._predict_indices(data.users[part], data.items[part]), data.values[part],
+                                 dtype=np.float64)
             squared += float(errors @ errors)
         return math.sqrt(squared / len(data))
 
@@ -1094,7 +1095,7 @@ def _initialize(native: Any, data: Ratings, settings: dict[str, Any]) -> None:
                          f"factors that {settings['dtype']} cannot hold: lower them")
     # |u . v| <= F max|u| max|v|: initial predictions must stay far from overflowing the dtype, or
     # the first loss is not finite (that would be refused only after a fitted model was replaced).
-    largest = float(np.abs(native.U).max()) * float(np.abs(native.V).max()) * settings["factors"]
+    largest = _largest_magnitude(native.U) * _largest_magnitude(native.V) * settings["factors"]
     if largest > float(np.finfo(settings["dtype"]).max) / 4:
         raise ValueError(f"init_std={settings['init_std']!r} and init_mean={settings['init_mean']!r} give initial "
                          f"predictions up to {largest:.3g}, which overflow {settings['dtype']}: lower them")
@@ -1102,6 +1103,11 @@ def _initialize(native: Any, data: Ratings, settings: dict[str, Any]) -> None:
     if settings["solver"] == "adagrad":
         native.user_accumulators[...] = 1
         native.item_accumulators[...] = 1
+
+
+def _largest_magnitude(array: np.ndarray) -> float:
+    """max |a| without a temporary array as large as `array`."""
+    return max(float(array.max()), -float(array.min())) if array.size else 0.0
 
 
 class _Trainer:
@@ -1115,12 +1121,23 @@ class _Trainer:
         self.global_mean = native.global_mean if self.biases else 0.0
         self.regularization = settings["regularization"]
         self.threads = settings["threads"]
+        self._fallback: list[np.ndarray] | None = None
 
     def _arrays(self) -> list[np.ndarray]:
         return [a for a in (self.U, self.V, self.user_bias, self.item_bias) if a is not None]
 
     def snapshot(self) -> list[np.ndarray]:
         return [a.copy() for a in self._arrays()]
+
+    def checkpoint(self) -> list[np.ndarray]:
+        """The arrays as they are now, for an epoch to fall back on: copied into the same buffers
+        each time (a fresh copy of a large U every epoch cost more in page faults than in copying)."""
+        if self._fallback is None:
+            self._fallback = self.snapshot()
+        else:
+            for saved, array in zip(self._fallback, self._arrays()):
+                np.copyto(saved, array)
+        return self._fallback
 
     def restore(self, snapshot: list[np.ndarray]) -> None:
         for target, saved in zip(self._arrays(), snapshot):

@@ -322,8 +322,11 @@ double block_squared_errors(const BlockGrid<Scalar>& grid, std::int64_t block, c
   const std::int32_t* items = grid.items().data();
   const Scalar* values = grid.values().data();
   double sum = 0;
-  for (std::int64_t row = grid.block_rows()[block]; row < grid.block_rows()[block + 1]; ++row) {
+  const std::int64_t last = grid.block_rows()[block + 1];
+  for (std::int64_t row = grid.block_rows()[block]; row < last; ++row) {
     const std::int64_t n = row_user[row];
+    // The block's users are spread over all of U: their rows are asked for ahead (as SGD does).
+    if (row + prefetch_rows < last) prefetch_row(f.U + std::int64_t(row_user[row + prefetch_rows]) * F, F);
     for (std::int64_t k = row_begin[row]; k < row_begin[row + 1]; ++k) {
       const std::int64_t m = items[k];
       const Scalar e = b.offset(n, m) + dot<FixedF>(f.U + n * F, f.V + m * F, F) - values[k];
