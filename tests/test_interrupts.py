@@ -133,7 +133,8 @@ def test_ctrl_c_stops_a_long_fit_promptly_at_an_epoch_boundary(tmp_path):
     KeyboardInterrupt within about one sub-epoch, and the model it saves must be exactly the model
     of a fit stopped after the epochs it had finished."""
     path = tmp_path / "interrupted.npz"
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(path)], stdout=subprocess.PIPE,
+    # -X faulthandler: if the child does not stop, SIGABRT makes it print where each thread is.
+    child = subprocess.Popen([sys.executable, "-X", "faulthandler", "-c", CHILD, str(path)], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
     try:
         epoch_seconds = []
@@ -144,7 +145,12 @@ def test_ctrl_c_stops_a_long_fit_promptly_at_an_epoch_boundary(tmp_path):
             epoch_seconds.append(float(line.split()[2]))
         sent = time.monotonic()
         child.send_signal(signal.SIGINT)
-        out, err = child.communicate(timeout=PATIENCE)
+        try:
+            out, err = child.communicate(timeout=PATIENCE)
+        except subprocess.TimeoutExpired:
+            child.send_signal(signal.SIGABRT)
+            out, err = child.communicate(timeout=30)
+            pytest.fail(f"the child did not stop within {PATIENCE} s of SIGINT; it printed:\n{out}\n{err}")
     finally:
         if child.poll() is None:
             child.kill()
