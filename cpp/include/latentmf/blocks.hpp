@@ -246,11 +246,23 @@ class BlockGrid {
     return blocks_ * users_.begin[p] + items_grouping_.group[r.items[k]] * users_.size[p] + users_.member[n];
   }
 
-  // Asks for the group tables of rating k's user ahead of row_key(r, k).
+  // The sort's pipeline (see sort_into_rows): how far ahead it looks, and its ring of row keys
+  // (a power of two >= lookahead).
+  static constexpr std::int64_t lookahead = 16, window = 32;
+
+  // The first stages for rating j of [.., end): the group tables of rating j + lookahead's user
+  // are asked for, and rating j's key is computed into key[j % window] and its counter asked for.
   template <class Index, class Value>
-  void prefetch_user(const Coo<Index, Value>& r, std::int64_t k) const {
-    LATENTMF_PREFETCH(users_.group.data() + r.users[k]);
-    LATENTMF_PREFETCH(users_.member.data() + r.users[k]);
+  void look_ahead(const Coo<Index, Value>& r, std::int64_t j, std::int64_t end, const std::uint32_t* counters,
+                  std::int64_t (&key)[window]) const {
+    if (j + lookahead < end) {
+      LATENTMF_PREFETCH(users_.group.data() + r.users[j + lookahead]);
+      LATENTMF_PREFETCH(users_.member.data() + r.users[j + lookahead]);
+    }
+    if (j < end) {
+      key[j % window] = row_key(r, j);
+      LATENTMF_PREFETCH(counters + key[j % window]);
+    }
   }
 
   // A counting sort of the ratings by row key, in two passes over the input (count, then place).
@@ -266,7 +278,6 @@ class BlockGrid {
     // Each part counts over all keys, so the parts are few: the result is the same for any number.
     const std::int64_t parts = std::max<std::int64_t>(1, std::min<std::int64_t>({threads, 4, size_ / keys}));
     const Chunks chunks = even_chunks(size_, 1, parts);
-    constexpr std::int64_t lookahead = 16, window = 32;  // window: a power of two >= lookahead
     // next[c * keys + key]: where part c writes its next rating of that row.
     auto next = allocate<std::uint32_t>(chunks.count() * keys, "the row counts");
     parallel_for(chunks.count(), threads, [&](std::int64_t c) {
@@ -274,11 +285,7 @@ class BlockGrid {
       std::int64_t key[window];
       const std::int64_t begin = chunks.begin(c), end = chunks.end(c);
       for (std::int64_t j = begin; j < end + lookahead; ++j) {
-        if (j + lookahead < end) prefetch_user(r, j + lookahead);
-        if (j < end) {
-          key[j % window] = row_key(r, j);
-          LATENTMF_PREFETCH(counts + key[j % window]);
-        }
+        look_ahead(r, j, end, counts, key);
         if (j - lookahead >= begin) ++counts[key[(j - lookahead) % window]];
       }
     });
@@ -292,11 +299,7 @@ class BlockGrid {
       std::uint32_t place[window];
       const std::int64_t begin = chunks.begin(c), end = chunks.end(c);
       for (std::int64_t j = begin; j < end + lookahead; ++j) {
-        if (j + lookahead < end) prefetch_user(r, j + lookahead);
-        if (j < end) {
-          key[j % window] = row_key(r, j);
-          LATENTMF_PREFETCH(positions + key[j % window]);
-        }
+        look_ahead(r, j, end, positions, key);
         const std::int64_t advance = j - lookahead / 2, write = j - lookahead;
         if (advance >= begin && advance < end) {
           const std::uint32_t i = positions[key[advance % window]]++;
