@@ -30,12 +30,14 @@ void sgd_shard_blocks(const ShardBlock<Scalar>* blocks, std::int64_t count, cons
     return blocks[i].shard->block_size(blocks[i].shard->user_group(), blocks[i].item_group);
   };
   std::stable_sort(by_size.begin(), by_size.end(), [&](std::int64_t x, std::int64_t y) { return size(x) > size(y); });
-  with_variant(blocks[0].f.n_factors, blocks[0].b, blocks[0].a, [&](auto fixed, auto with_biases, auto adaptive) {
+  with_variant(blocks[0].f.n_factors, blocks[0].b, blocks[0].a, step.warm_up,
+               [&](auto fixed, auto with_biases, auto adaptive, auto warm_up) {
     constexpr int FixedF = decltype(fixed)::value;
     constexpr bool WithBiases = decltype(with_biases)::value, Adaptive = decltype(adaptive)::value;
+    constexpr bool WarmUp = decltype(warm_up)::value;
     parallel_for(count, threads, [&](std::int64_t j) {
       const ShardBlock<Scalar>& x = blocks[by_size[j]];
-      squared_errors[by_size[j]] = sgd_block<FixedF, WithBiases, Adaptive>(*x.shard, x.block(), x.f, x.b, x.a, step);
+      squared_errors[by_size[j]] = sgd_block<FixedF, WithBiases, Adaptive, WarmUp>(*x.shard, x.block(), x.f, x.b, x.a, step);
     });
   });
 }

@@ -125,27 +125,37 @@ inline V pairwise_add(V a, V b, std::index_sequence<I...>) {
 }
 #endif
 
-// The sums of the elements of four vectors at once. Adding adjacent pairs of two vectors at a time
-// shares the shuffles between them: half the instructions of four separate reductions.
-template <class Scalar>
-inline void horizontal_sums(const Vector<Scalar> (&v)[4], Scalar (&out)[4]) {
-  constexpr int W = vector_width<Scalar>;
 #if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 12)
-  constexpr auto lanes = std::make_index_sequence<W>();
-  const Vector<Scalar> ab = pairwise_add(v[0], v[1], lanes), cd = pairwise_add(v[2], v[3], lanes);
-  if constexpr (W == 2) {
-    out[0] = ab[0];
-    out[1] = ab[1];
-    out[2] = cd[0];
-    out[3] = cd[1];
+// One level of horizontal_sums: the Count vectors of `level` hold the partial sums of N vectors,
+// N / Count vectors' in each, Partials apiece, vector by vector in order. A level with several
+// vectors adds adjacent pairs of two at a time; a single vector is added to itself (its partials
+// halve, duplicated); vectors with one sum per vector are the result.
+template <int Count, int Partials, int N, class Scalar>
+inline void reduce_level(const Vector<Scalar> (&level)[Count], Scalar (&out)[N]) {
+  constexpr auto lanes = std::make_index_sequence<vector_width<Scalar>>();
+  if constexpr (Count > 1 && Partials > 1) {
+    Vector<Scalar> next[Count / 2];
+    for (int i = 0; i < Count / 2; ++i) next[i] = pairwise_add(level[2 * i], level[2 * i + 1], lanes);
+    reduce_level<Count / 2, Partials / 2>(next, out);
+  } else if constexpr (Partials > 1) {
+    const Vector<Scalar> next[1] = {pairwise_add(level[0], level[0], lanes)};
+    reduce_level<1, Partials / 2>(next, out);
   } else {
-    // Lanes hold W / 4 partial sums of each vector in turn; halve them until one is left.
-    Vector<Scalar> sums = pairwise_add(ab, cd, lanes);
-    for (int partial = W / 4; partial > 1; partial /= 2) sums = pairwise_add(sums, sums, lanes);
-    for (int i = 0; i < 4; ++i) out[i] = sums[i];
+    for (int i = 0; i < N; ++i) out[i] = level[i / (N / Count)][i % (N / Count)];
   }
+}
+#endif
+
+// The sums of the elements of N vectors at once (N a power of two). Adding adjacent pairs of two
+// vectors at a time shares the shuffles between them: half the instructions of N separate
+// reductions, or fewer.
+template <int N, class Scalar>
+inline void horizontal_sums(const Vector<Scalar> (&v)[N], Scalar (&out)[N]) {
+  static_assert(N >= 2 && (N & (N - 1)) == 0, "N must be a power of two");
+#if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 12)
+  reduce_level<N, vector_width<Scalar>>(v, out);
 #else
-  for (int i = 0; i < 4; ++i) out[i] = horizontal_sum<Scalar>(v[i]);
+  for (int i = 0; i < N; ++i) out[i] = horizontal_sum<Scalar>(v[i]);
 #endif
 }
 
