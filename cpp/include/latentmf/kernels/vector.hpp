@@ -118,30 +118,45 @@ inline bool any_above(Vector<Scalar> a, Vector<Scalar> b, Scalar t) {
 }
 
 #if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 12)
-// [a0 + a1, a2 + a3, ..., b0 + b1, b2 + b3, ...]: adjacent pairs of a, then of b.
-template <class V, std::size_t... I>
-inline V pairwise_add(V a, V b, std::index_sequence<I...>) {
-  return __builtin_shufflevector(a, b, (2 * I)...) + __builtin_shufflevector(a, b, (2 * I + 1)...);
+// Where element i of a pairwise sum of two vectors of W elements, in lanes of E (16 bytes), takes
+// its odd-th term from (b's elements numbered from W). Inside lanes: each lane gets a's lane's
+// adjacent pairs, then b's (shuffles that stay inside lanes are the cheapest). Across lanes: the
+// first half of the lanes gets a's adjacent pairs of lanes, the second half b's.
+constexpr int pair_source(int i, int W, int E, bool across_lanes, int odd) {
+  if (!across_lanes) {
+    const int lane = i / E, j = i % E, half = E / 2;
+    return (j < half ? 0 : W) + lane * E + 2 * (j % half) + odd;
+  }
+  const int lane = i / E, j = i % E, half = W / E / 2;
+  return (lane < half ? 0 : W) + (2 * (lane % half) + odd) * E + j;
 }
-#endif
 
-#if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 12)
+template <bool AcrossLanes, int E, class V, std::size_t... I>
+inline V pairwise_add(V a, V b, std::index_sequence<I...>) {
+  constexpr int W = int(sizeof...(I));
+  return __builtin_shufflevector(a, b, pair_source(int(I), W, E, AcrossLanes, 0)...) +
+         __builtin_shufflevector(a, b, pair_source(int(I), W, E, AcrossLanes, 1)...);
+}
+
 // One level of horizontal_sums: the Count vectors of `level` hold the partial sums of N vectors,
-// N / Count vectors' in each, Partials apiece, vector by vector in order. A level with several
-// vectors adds adjacent pairs of two at a time; a single vector is added to itself (its partials
-// halve, duplicated); vectors with one sum per vector are the result.
-template <int Count, int Partials, int N, class Scalar>
+// N / Count vectors' in each, vector by vector in order; each has InLane partials in every lane of
+// E elements and Lanes partials across lanes. Partials inside lanes are added first, then across
+// lanes. A level with several vectors adds pairs of two at a time; a single vector is added to
+// itself (its partials halve, duplicated); vectors with one sum per vector are the result.
+template <int Count, int InLane, int Lanes, int E, int N, class Scalar>
 inline void reduce_level(const Vector<Scalar> (&level)[Count], Scalar (&out)[N]) {
-  constexpr auto lanes = std::make_index_sequence<vector_width<Scalar>>();
-  if constexpr (Count > 1 && Partials > 1) {
-    Vector<Scalar> next[Count / 2];
-    for (int i = 0; i < Count / 2; ++i) next[i] = pairwise_add(level[2 * i], level[2 * i + 1], lanes);
-    reduce_level<Count / 2, Partials / 2>(next, out);
-  } else if constexpr (Partials > 1) {
-    const Vector<Scalar> next[1] = {pairwise_add(level[0], level[0], lanes)};
-    reduce_level<1, Partials / 2>(next, out);
-  } else {
+  constexpr auto elements = std::make_index_sequence<vector_width<Scalar>>();
+  constexpr bool across = InLane == 1;
+  constexpr int next_in_lane = across ? 1 : InLane / 2, next_lanes = across ? Lanes / 2 : Lanes;
+  if constexpr (InLane == 1 && Lanes == 1) {
     for (int i = 0; i < N; ++i) out[i] = level[i / (N / Count)][i % (N / Count)];
+  } else if constexpr (Count > 1) {
+    Vector<Scalar> next[Count / 2];
+    for (int i = 0; i < Count / 2; ++i) next[i] = pairwise_add<across, E>(level[2 * i], level[2 * i + 1], elements);
+    reduce_level<Count / 2, next_in_lane, next_lanes, E>(next, out);
+  } else {
+    const Vector<Scalar> next[1] = {pairwise_add<across, E>(level[0], level[0], elements)};
+    reduce_level<1, next_in_lane, next_lanes, E>(next, out);
   }
 }
 #endif
@@ -153,7 +168,8 @@ template <int N, class Scalar>
 inline void horizontal_sums(const Vector<Scalar> (&v)[N], Scalar (&out)[N]) {
   static_assert(N >= 2 && (N & (N - 1)) == 0, "N must be a power of two");
 #if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 12)
-  reduce_level<N, vector_width<Scalar>>(v, out);
+  constexpr int E = 16 / int(sizeof(Scalar));  // elements in a 16-byte lane
+  reduce_level<N, E, vector_width<Scalar> / E, E>(v, out);
 #else
   for (int i = 0; i < N; ++i) out[i] = horizontal_sum<Scalar>(v[i]);
 #endif
