@@ -8,10 +8,11 @@
 // rest form two groups, each with an accumulator G per row (starting at 1). A group's factors of
 // user n move by eta / sqrt(G_n) (G before this update), then G_n grows by the mean square of the
 // group's gradient, |e v_m - lambda u_n|^2 / (factors in the group), expanded over sums of the
-// rows taken with the prediction (GroupSums); likewise for item m. The biases move with the leading group's steps. Keeping the groups apart, and a first epoch on the
-// leading group only, lets the large early gradients that fit the mean rating inflate only the
-// leading group's G: on 9M synthetic ratings this reached test RMSE 0.71 in 13 epochs where one
-// accumulator per row had not reached it in 20.
+// rows taken with the prediction (GroupSums); likewise for item m. The biases move with the
+// leading group's steps. Keeping the groups apart, and a first epoch on the leading group only,
+// lets the large early gradients that fit the mean rating inflate only the leading group's G: on
+// 9M synthetic ratings this reached test RMSE 0.71 in 13 epochs where one accumulator per row had
+// not reached it in 20.
 #pragma once
 
 #include <algorithm>
@@ -169,8 +170,9 @@ class ScalarRows {
 // update) grown by each group's mean square gradient, with `sizes` the factors in each group that
 // moved (0 for one that did not, whose accumulators then keep their values), stored into user_g
 // and item_g. The four are updated side by side as one 4-wide vector where the compiler has vector
-// types (GCC vectorised the same loop of four scalars worse: AdaGrad was 4 % slower). Rounding can take the expanded square a hair below zero when the gradient nearly vanishes:
-// against G >= 1 that is immaterial.
+// types (GCC vectorised the same loop of four scalars worse: AdaGrad was 4 % slower). Rounding can
+// take the expanded square a hair below zero when the gradient nearly vanishes: against G >= 1
+// that is immaterial.
 template <class Scalar>
 inline void grow_accumulators(Scalar e, Scalar lambda, const GroupSums<Scalar>& s, const Scalar (&g)[4],
                               const std::int64_t (&sizes)[2], Scalar* user_g, Scalar* item_g) {
@@ -244,12 +246,12 @@ inline Scalar sgd_update(const Endpoint<Scalar>& user, const Endpoint<Scalar>& i
                          Scalar rating, Scalar global_mean, const SgdStep<Scalar>& step) {
 #ifdef LATENTMF_HAVE_VECTORS
   if constexpr (vectorised<FixedF, Scalar>) {
-    return update_rows<WithBiases, Adaptive, WarmUp>(VectorRows<FixedF, Scalar>(user.row, item.row), user, item, rating,
-                                             global_mean, step);
+    return update_rows<WithBiases, Adaptive, WarmUp>(VectorRows<FixedF, Scalar>(user.row, item.row), user, item,
+                                                     rating, global_mean, step);
   }
 #endif
-  return update_rows<WithBiases, Adaptive, WarmUp>(ScalarRows<FixedF, Scalar>(user.row, item.row, n_factors), user, item,
-                                           rating, global_mean, step);
+  return update_rows<WithBiases, Adaptive, WarmUp>(ScalarRows<FixedF, Scalar>(user.row, item.row, n_factors), user,
+                                                   item, rating, global_mean, step);
 }
 
 // The endpoint of row n of factors X (n_factors wide), its bias and accumulator where enabled.
@@ -294,7 +296,8 @@ double sgd_block(const BlockGrid<Scalar>& grid, std::int64_t block, const Factor
   };
   auto update = [&](int lane, std::int64_t k) {
     const auto item = endpoint<WithBiases, Adaptive>(f.V, F, b.item, a.item, items[k]);
-    squared_errors[lane] += sgd_update<FixedF, WithBiases, Adaptive, WarmUp>(user[lane], item, F, values[k], b.global_mean, step);
+    squared_errors[lane] +=
+        sgd_update<FixedF, WithBiases, Adaptive, WarmUp>(user[lane], item, F, values[k], b.global_mean, step);
   };
 
   for (int lane = 0; lane < L; ++lane) open_row(lane);
@@ -389,7 +392,7 @@ double sgd_ordered(const Coo<Index, Scalar>& r, const std::int64_t* order, const
   check_factors(f, r.n_users, r.n_items);
   check_step(step);
   check_permutation(order, r.size);
-  return with_variant(f.n_factors, b, a, step.warm_up, [&](auto fixed, auto with_biases, auto adaptive, auto warm_up) {
+  auto run = [&](auto fixed, auto with_biases, auto adaptive, auto warm_up) {
     constexpr int FixedF = decltype(fixed)::value;
     constexpr bool WithBiases = decltype(with_biases)::value, Adaptive = decltype(adaptive)::value;
     constexpr bool WarmUp = decltype(warm_up)::value;
@@ -402,7 +405,8 @@ double sgd_ordered(const Coo<Index, Scalar>& r, const std::int64_t* order, const
           endpoint<WithBiases, Adaptive>(f.V, F, b.item, a.item, r.items[k]), F, r.values[k], b.global_mean, step);
     }
     return squared_errors;
-  });
+  };
+  return with_variant(f.n_factors, b, a, step.warm_up, run);
 }
 
 // sum_n count_n (|x_n|^2 + bias_n^2) over the rows of X: one side's share of the penalty.

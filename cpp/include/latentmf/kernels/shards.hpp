@@ -37,7 +37,8 @@ void sgd_shard_blocks(const ShardBlock<Scalar>* blocks, std::int64_t count, cons
     constexpr bool WarmUp = decltype(warm_up)::value;
     parallel_for(count, threads, [&](std::int64_t j) {
       const ShardBlock<Scalar>& x = blocks[by_size[j]];
-      squared_errors[by_size[j]] = sgd_block<FixedF, WithBiases, Adaptive, WarmUp>(*x.shard, x.block(), x.f, x.b, x.a, step);
+      squared_errors[by_size[j]] =
+          sgd_block<FixedF, WithBiases, Adaptive, WarmUp>(*x.shard, x.block(), x.f, x.b, x.a, step);
     });
   });
 }

@@ -118,10 +118,10 @@ inline bool any_above(Vector<Scalar> a, Vector<Scalar> b, Scalar t) {
 }
 
 #if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 12)
-// Where element i of a pairwise sum of two vectors of W elements, in lanes of E (16 bytes), takes
-// its odd-th term from (b's elements numbered from W). Inside lanes: each lane gets a's lane's
-// adjacent pairs, then b's (shuffles that stay inside lanes are the cheapest). Across lanes: the
-// first half of the lanes gets a's adjacent pairs of lanes, the second half b's.
+// Which element of (a, b), b's numbered from W, is term `odd` (0 or 1) of element i of a pairwise
+// sum of two vectors of W elements in lanes of E (16 bytes). Inside lanes: each lane gets its
+// adjacent pairs from a, then from b (shuffles that stay inside lanes are the cheapest). Across
+// lanes: the first half of the lanes gets a's adjacent pairs of lanes, the second half b's.
 constexpr int pair_source(int i, int W, int E, bool across_lanes, int odd) {
   if (!across_lanes) {
     const int lane = i / E, j = i % E, half = E / 2;
@@ -150,13 +150,12 @@ inline void reduce_level(const Vector<Scalar> (&level)[Count], Scalar (&out)[N])
   constexpr int next_in_lane = across ? 1 : InLane / 2, next_lanes = across ? Lanes / 2 : Lanes;
   if constexpr (InLane == 1 && Lanes == 1) {
     for (int i = 0; i < N; ++i) out[i] = level[i / (N / Count)][i % (N / Count)];
-  } else if constexpr (Count > 1) {
-    Vector<Scalar> next[Count / 2];
-    for (int i = 0; i < Count / 2; ++i) next[i] = pairwise_add<across, E>(level[2 * i], level[2 * i + 1], elements);
-    reduce_level<Count / 2, next_in_lane, next_lanes, E>(next, out);
   } else {
-    const Vector<Scalar> next[1] = {pairwise_add<across, E>(level[0], level[0], elements)};
-    reduce_level<1, next_in_lane, next_lanes, E>(next, out);
+    constexpr int next_count = Count > 1 ? Count / 2 : 1;
+    Vector<Scalar> next[next_count];
+    for (int i = 0; i < next_count; ++i)
+      next[i] = pairwise_add<across, E>(level[2 * i], level[Count > 1 ? 2 * i + 1 : 0], elements);
+    reduce_level<next_count, next_in_lane, next_lanes, E>(next, out);
   }
 }
 #endif
