@@ -1,0 +1,16 @@
+// The parts of the latentmf._core module, one function per file, each adding its classes and
+// functions to the module (core.cpp calls them all).
+#pragma once
+
+#include <pybind11/pybind11.h>
+
+namespace latentmf::binding {
+
+void bind_info(pybind11::module_& m);      // info.cpp: build, instruction-set level, memory
+void bind_models(pybind11::module_& m);    // model.cpp: storage of U, V, biases, accumulators
+void bind_ratings(pybind11::module_& m);   // ratings.cpp: checks and native orderings of ratings
+void bind_training(pybind11::module_& m);  // training.cpp: objective, gradients, SGD
+void bind_predict(pybind11::module_& m);   // predict.cpp: predictions and top-k
+void bind_shards(pybind11::module_& m);    // shards.cpp: training on a cluster (latentmf.dask)
+
+}  // namespace latentmf::binding
