@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -95,3 +97,33 @@ def movielens_u1():
     if not (ML100K / "u1.base").exists():
         pytest.skip(f"MovieLens 100k not found at {ML100K}")
     return _read_movielens("u1.base"), _read_movielens("u1.test")
+
+
+class MemoryGrowth:
+    """What `peak_memory_growth` measured: bytes by which the process's peak resident memory grew."""
+
+    bytes = 0
+
+
+def _status_bytes(field):
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    raise LookupError(field)
+
+
+@contextmanager
+def peak_memory_growth():
+    """Measures how far the process's peak resident memory rises inside the block: every allocation
+    that is used counts, NumPy's and the native core's alike (tracemalloc sees only Python's).
+    Linux only (the peak is reset through /proc/self/clear_refs); skips elsewhere."""
+    clear = Path("/proc/self/clear_refs")
+    if not clear.exists() or not os.access(clear, os.W_OK):
+        pytest.skip("resetting the peak resident memory needs Linux's /proc/self/clear_refs")
+    clear.write_text("5")
+    start = _status_bytes("VmHWM")
+    growth = MemoryGrowth()
+    try:
+        yield growth
+    finally:
+        growth.bytes = _status_bytes("VmHWM") - start

@@ -49,11 +49,11 @@ class World:
         """Copies of everything a bad call must leave alone."""
         state: list[Any] = [a.copy() for a in self.arrays()]
         for model in (self.model, self.raw_model):
-            native = model._native
+            native = model._state().native
             state += [native, native.U.copy(), native.V.copy(), native.user_bias.copy(), native.item_bias.copy(),
                       native.user_accumulators.copy(), native.item_accumulators.copy(), native.global_mean,
                       {key: list(values) for key, values in model.history_.items()}, model.best_epoch_,
-                      model.user_ids_, model.item_ids_, model._settings_used]
+                      model.user_ids_, model.item_ids_, model._state().settings]
         return state
 
 

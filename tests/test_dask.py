@@ -14,6 +14,9 @@ distributed = pytest.importorskip("distributed")
 
 import latentmf  # noqa: E402
 import latentmf.dask as ldask  # noqa: E402
+from latentmf.dask import driver  # noqa: E402
+from latentmf.dask.inputs import all_workers  # noqa: E402
+from latentmf.dask.plan import Plan, StateLayout  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +59,7 @@ def test_equals_local_fit(client, ratings, blocks, workers, dtype):
     # the history adds the same per-block sums in the same order
     assert fitted.history_["loss"] == local.history_["loss"]
     assert fitted.history_["train_rmse"] == local.history_["train_rmse"]
-    report = fitted.dask_report_
+    report = fitted.fit_report_
     assert report.blocks == blocks and len(report.workers) == workers
     assert report.block_ratings.sum() == len(ratings)
 
@@ -82,20 +85,19 @@ def test_schedule_is_a_dependency_graph_without_barriers(blocks, workers):
     groups of its blocks, each from the task that last updated that group."""
     submitted = {}
 
-    class Recorder(ldask._Training):
+    class Recorder(driver._Cluster):
         def submit(self, fn, *args, key, worker):
             submitted[key] = (fn, args, worker)
             return key
 
     training = Recorder.__new__(Recorder)
     training.B, training.workers, training.token = blocks, [f"w{w}" for w in range(workers)], "t"
-    training.plan = ldask._Plan(blocks, workers, seed=7, epochs=2)
-    training.settings = {"solver": "adagrad"}
+    training.plan = Plan(blocks, workers, seed=7, epochs=2)
+    training.layout = StateLayout(4, False, True)
     training.task_settings = None
     training.evaluate = False
     training.shards = [("shard", p) for p in range(blocks)]
-    training.u_states = [("u0", w) for w in range(workers)]
-    training.v_states = [("v0", q) for q in range(blocks)]
+    training.initial = {"u": [("u0", w) for w in range(workers)], "v": [("v0", q) for q in range(blocks)]}
     training.last = [None] * workers
     for t in range(2):
         training.submit_epoch(t, 0.1)
@@ -121,7 +123,7 @@ def test_schedule_is_a_dependency_graph_without_barriers(blocks, workers):
 @pytest.mark.parametrize("blocks, workers", [(4, 2), (5, 2), (5, 3), (2, 2)])
 def test_measured_v_bytes_equal_the_prediction_and_nothing_else_moves(client, ratings, blocks, workers):
     fitted = ldask.fit(_model(blocks=blocks), ratings, client, workers=workers)
-    report = fitted.dask_report_
+    report = fitted.fit_report_
     assert report.v_bytes_measured == report.v_bytes_predicted
     assert all(moved > 0 for moved in report.v_bytes_predicted)
     assert report.u_bytes_moved == 0
@@ -136,11 +138,11 @@ def test_prediction_formula_when_every_worker_has_one_group(client, ratings):
     state_bytes = ratings.n_items * (F + 1 + 2) * 4  # factors, bias, 2 AdaGrad accumulators; float32
     shifts = [latentmf._core.sub_epoch_shifts(B, 3, t) for t in range(epochs)]
     moves = [B - 1 + (t + 1 < epochs and shifts[t][-1] != shifts[t + 1][0]) for t in range(epochs)]
-    report = fitted.dask_report_
+    report = fitted.fit_report_
     assert report.v_bytes_predicted == [m * state_bytes for m in moves]
     assert report.v_bytes_measured == report.v_bytes_predicted
     assert all(np.isnan(fitted.history_["loss"]))
-    with_history = ldask.fit(_model(blocks=B, factors=F, epochs=epochs), ratings, client, workers=B).dask_report_
+    with_history = ldask.fit(_model(blocks=B, factors=F, epochs=epochs), ratings, client, workers=B).fit_report_
     # the evaluation of each epoch sends every group's final state to the B - 1 other workers; the
     # next epoch's first sub-epoch then finds its group already there
     assert with_history.v_bytes_predicted == [(B - 1 + B - 1) * state_bytes] * epochs
@@ -282,30 +284,30 @@ def _kill_one_worker(client, addresses):
 # The worker-loss tests kill a worker of the shared cluster: they run last in this module.
 def test_worker_killed_during_training_gives_the_same_model(client, ratings):
     local = _model(epochs=4, blocks=4).fit(ratings)
-    workers = sorted(client.scheduler_info(**ldask._all_workers(client))["workers"])
+    workers = sorted(client.scheduler_info(**all_workers(client))["workers"])
     assert len(workers) == 3
 
-    def kill_after_first_epoch(epoch):
-        if epoch == 0:
+    def kill_after_first_epoch(model, record):
+        if record["epoch"] == 0:
             _kill_one_worker(client, workers)
 
-    fitted = ldask.fit(_model(epochs=4, blocks=4), ratings, client, _after_epoch=kill_after_first_epoch)
+    fitted = ldask.fit(_model(epochs=4, blocks=4), ratings, client, callbacks=[kill_after_first_epoch])
     assert_same_model(local, fitted)
     assert fitted.history_["loss"] == local.history_["loss"]
-    assert fitted.dask_report_.restarts == 1
+    assert fitted.fit_report_.restarts == 1
     client.wait_for_workers(3, timeout=60)
 
 
 def test_worker_killed_without_restarts_is_a_clear_error(client, ratings):
     client.wait_for_workers(3, timeout=60)
-    workers = sorted(client.scheduler_info(**ldask._all_workers(client))["workers"])
+    workers = sorted(client.scheduler_info(**all_workers(client))["workers"])
     model = _model(epochs=4, blocks=4)
 
-    def kill_after_first_epoch(epoch):
-        if epoch == 0:
+    def kill_after_first_epoch(model, record):
+        if record["epoch"] == 0:
             _kill_one_worker(client, workers)
 
     with pytest.raises(ldask.WorkerLostError, match="a worker left the cluster during training"):
-        ldask.fit(model, ratings, client, restarts=0, _after_epoch=kill_after_first_epoch)
+        ldask.fit(model, ratings, client, restarts=0, callbacks=[kill_after_first_epoch])
     assert not hasattr(model, "history_")
     client.wait_for_workers(3, timeout=60)

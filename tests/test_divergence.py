@@ -28,7 +28,7 @@ def _model(**params):
 
 
 def _arrays(model):
-    native = model._native
+    native = model._state().native
     arrays = [native.U, native.V, native.user_bias, native.item_bias]
     if model.solver == "adagrad":
         arrays += [native.user_accumulators, native.item_accumulators]

@@ -187,7 +187,7 @@ def _model_with(ratings, U, V, biases, dtype):
     model.U[...] = U
     model.V[...] = V
     if biases is not None:
-        model._native.global_mean = biases[0]
+        model._state().native.global_mean = biases[0]
         model.user_bias_[...] = biases[1]
         model.item_bias_[...] = biases[2]
     return model

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.usefixtures("isa")
 
 
 def _groups(ratings, blocks, seed):
-    grid = ratings._grid("float64", blocks, seed, 0)
+    grid = ratings.native_grid("float64", blocks, seed, 0)
     return grid.user_groups(), grid.item_groups(), grid
 
 

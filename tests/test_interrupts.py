@@ -36,7 +36,7 @@ def _model(**params):
 
 
 def _state(model):
-    native = model._native
+    native = model._state().native
     return [native.U.copy(), native.V.copy(), native.user_bias.copy(), native.item_bias.copy(),
             native.user_accumulators.copy(), native.item_accumulators.copy()]
 
@@ -77,18 +77,18 @@ def test_an_interrupt_leaves_the_last_finished_epoch(data, monkeypatch, solver, 
     model = _model(solver=solver, dtype=dtype)
     _interrupt_after(monkeypatch, native, nth)
     with pytest.raises(KeyboardInterrupt):
-        model.fit(train, test)
+        model.fit(train, validation=test)
     monkeypatch.undo()
     k = len(model.history_["epoch"])
     assert all(len(values) == k for values in model.history_.values())
-    finished = _model(solver=solver, dtype=dtype, epochs=k).fit(train, test)
+    finished = _model(solver=solver, dtype=dtype, epochs=k).fit(train, validation=test)
     for a, b in zip(_state(model), _state(finished)):
         np.testing.assert_array_equal(a, b)
     assert model.history_["loss"] == finished.history_["loss"]
     # usable, and training resumes exactly where it stopped
     model.predict([0], [1])
     model.partial_fit(epochs=6 - k, validation=test)
-    whole = _model(solver=solver, dtype=dtype).fit(train, test)
+    whole = _model(solver=solver, dtype=dtype).fit(train, validation=test)
     for a, b in zip(_state(model), _state(whole)):
         np.testing.assert_array_equal(a, b)
 
@@ -169,6 +169,6 @@ def test_ctrl_c_stops_a_long_fit_promptly_at_an_epoch_boundary(tmp_path):
     np.testing.assert_array_equal(saved.U, fresh.U)
     np.testing.assert_array_equal(saved.V, fresh.V)
     np.testing.assert_array_equal(saved.user_bias_, fresh.user_bias_)
-    np.testing.assert_array_equal(saved._native.user_accumulators, fresh._native.user_accumulators)
+    np.testing.assert_array_equal(saved._state().native.user_accumulators, fresh._state().native.user_accumulators)
     assert saved.history_["loss"] == fresh.history_["loss"]
 

@@ -115,7 +115,11 @@ def test_coverage():
     assert metrics.coverage(items, 10) == 0.3
     scores = np.array([[1.0, 1.0, np.nan], [1.0, np.nan, np.nan]])
     assert metrics.coverage((items, scores), 4) == 0.5
-    assert metrics.coverage(np.array([["a", ""], ["b", "a"]]), 4) == 0.5
+    # strings are ids, whatever they are; masked entries are padding
+    assert metrics.coverage(np.array([["a", ""], ["b", "a"]]), 4) == 0.75
+    assert metrics.coverage(np.ma.MaskedArray([["a", ""], ["b", "a"]], mask=[[0, 1], [0, 0]]), 4) == 0.5
+    # in a masked array, only the mask marks padding: -1 may be a real raw id
+    assert metrics.coverage(np.ma.MaskedArray(items, mask=[[0, 0, 1], [0, 0, 0]]), 10) == 0.4
 
 
 def test_bad_metric_arguments(problem):

@@ -8,7 +8,6 @@ import os
 import pickle
 import subprocess
 import sys
-import tracemalloc
 import zipfile
 
 import numpy as np
@@ -17,7 +16,7 @@ import pytest
 import latentmf
 from latentmf import Ratings, _checks
 
-from conftest import random_ratings
+from conftest import peak_memory_growth, random_ratings
 
 
 def _arrays(model):
@@ -46,7 +45,7 @@ def model(request, rng):
         users = np.array([f"user {n}" for n in range(30)])[ratings.users]
         ratings = Ratings.from_ids(users, ratings.items.astype(np.int64) * 10 + 3, ratings.values)
     train, test = ratings.split(0.2, seed=0)
-    return latentmf.MatrixFactorization(factors=5, epochs=4, early_stopping=2, seed=3).fit(train, test)
+    return latentmf.MatrixFactorization(factors=5, epochs=4, early_stopping=2, seed=3).fit(train, validation=test)
 
 
 def _path(tmp_path):
@@ -80,7 +79,7 @@ def test_a_loaded_model_continues_training_like_the_original(tmp_path, rng):
     model = latentmf.MatrixFactorization(factors=3, epochs=2).fit(ratings)
     model.save(_path(tmp_path))
     loaded = latentmf.load(_path(tmp_path))
-    with pytest.raises(ValueError, match="partial_fit needs ratings"):
+    with pytest.raises(ValueError, match="partial_fit needs training data"):
         loaded.partial_fit()
     loaded.partial_fit(ratings, epochs=2)
     model.partial_fit(epochs=2)
@@ -91,11 +90,30 @@ def test_the_file_is_plain_data_with_a_json_header(tmp_path, model):
     model.save(_path(tmp_path))
     with np.load(_path(tmp_path), allow_pickle=False) as archive:
         header = json.loads(str(archive["header"][()]))
-        assert header["format"] == "latentmf.MatrixFactorization" and header["version"] == 1
-        assert header["params"]["factors"] == 5 and header["arrays"] == sorted(set(archive.files) - {"header"})
+        assert header["format"] == "latentmf.MatrixFactorization" and header["version"] == 2
+        state = header["state"]
+        assert header["params"]["factors"] == 5 and state["settings"]["factors"] == 5
+        assert set(state["arrays"]) | {"header", "seen_offsets", "seen_items", "user_ids", "item_ids"} >= set(
+            archive.files) >= set(state["arrays"]) | {"header", "seen_offsets", "seen_items"}
         assert all(archive[name].dtype != object for name in archive.files)
         offsets, items = archive["seen_offsets"], archive["seen_items"]
         assert offsets.dtype == np.int64 and items.dtype == np.int32 and offsets[-1] == len(items)
+
+
+def test_a_file_of_version_1_is_read(tmp_path, model):
+    """Version 1 had the state's entries at the top of the header and no settings of its own."""
+    model.save(_path(tmp_path))
+
+    def to_version_1(header, arrays):
+        state = header.pop("state")
+        header.update(version=1, arrays=sorted(arrays), default_learning_rate=state["derived"]["default_learning_rate"],
+                      **{name: state[name] for name in ("dtype", "n_users", "n_items", "factors", "global_mean",
+                                                       "mean_rating", "history", "best_epoch")})
+
+    _rewrite(_path(tmp_path), to_version_1)
+    loaded = latentmf.load(_path(tmp_path))
+    _assert_same_model(model, loaded)
+    assert loaded.history_["loss"] == model.history_["loss"] and loaded.best_epoch_ == model.best_epoch_
 
 
 def test_saving_is_atomic_and_leaves_no_temporary_file(tmp_path, model, monkeypatch):
@@ -127,36 +145,42 @@ def _rewrite(path, change):
 @pytest.mark.parametrize(
     "change, match",
     [
-        (lambda h, a: h.update(version=2), "version 2 is not one this latentmf"),
+        (lambda h, a: h.update(version=3), "version 3 is not one this latentmf"),
         (lambda h, a: h.update(format="other"), "does not describe"),
         (lambda h, a: a.update(U=a["U"][:-1]), "U must have shape"),
         (lambda h, a: a.update(V=a["V"].astype(np.float64)), "V must have shape .* and dtype float32"),
         (lambda h, a: a["V"].__setitem__((0, 0), np.nan), "V holds values that are not finite"),
-        (lambda h, a: a.pop("item_bias"), "the arrays are"),
+        (lambda h, a: a.pop("item_bias"), "the arrays are .*item_bias missing"),
         (lambda h, a: a.update(extra=np.zeros(2)), "the arrays are"),
-        (lambda h, a: h.update(n_users=10**12), "n_users = 1000000000000 is outside"),
-        (lambda h, a: h["params"].update(factors=7), "disagree with the hyper-parameters"),
+        (lambda h, a: h["state"].update(n_users=10**12), "n_users = 1000000000000 is outside"),
+        (lambda h, a: h["state"]["settings"].update(factors=7), "disagree with the settings"),
+        (lambda h, a: h["state"]["settings"].update(biases=False), "a model of its settings has"),
         (lambda h, a: h["params"].update(nonsense=1), "unknown hyper-parameters"),
+        (lambda h, a: h["state"]["settings"].update(nonsense=1), "unknown hyper-parameters"),
         (lambda h, a: h["params"].update(solver="magic"), "solver must be one of"),
-        (lambda h, a: h.update(global_mean="x"), "global_mean must be a finite number"),
+        (lambda h, a: h["state"].update(global_mean="x"), "global_mean must be a finite number"),
         (lambda h, a: a["seen_offsets"].__setitem__(1, -5), "seen_offsets must rise"),
         (lambda h, a: a.update(seen_items=a["seen_items"][::-1].copy()), "sorted within each user"),
         (lambda h, a: a.update(seen_items=a["seen_items"] + 1000), "seen_items must be item indices"),
         (lambda h, a: a.update(user_ids=a["user_ids"][::-1].copy()), "user_ids: ids must be sorted"),
-        (lambda h, a: h["history"].update(loss=[]), "lists of one length"),
+        (lambda h, a: h["state"]["history"].update(loss=[]), "lists of one length"),
+        (lambda h, a: h["state"]["history"].pop("loss"), "history must have the keys"),
+        (lambda h, a: h["state"].update(rating_range=[5, 1]), "rating_range must be"),
+        (lambda h, a: h["state"]["derived"].update(default_learning_rate="x"), "must be a finite number"),
         # shapes that disagree with each other or with the header
         (lambda h, a: a.update(user_ids=a["user_ids"][:-1]), "user_ids must be 30 integer or string ids, got shape"),
         (lambda h, a: a.update(seen_offsets=a["seen_offsets"][:-1]), "seen_offsets must be int64 of shape"),
         (lambda h, a: a.update(seen_items=a["seen_items"].astype(np.int64)), "seen_items must be a 1-dimensional int32"),
         (lambda h, a: a.update(user_bias=a["user_bias"][:, None]), "user_bias must have shape"),
-        (lambda h, a: h.update(dtype="float64"), "disagree with the hyper-parameters"),
+        (lambda h, a: h["state"].update(dtype="float64"), "disagree with the settings"),
         # huge declared sizes: refused from the shapes alone, nothing of that size is allocated
-        (lambda h, a: h.update(n_users=2**31 - 1), r"U must have shape \(2147483647, 2\)"),
-        (lambda h, a: (h.update(factors=2**20), h["params"].update(factors=2**20)), r"U must have shape \(30, 1048576\)"),
-        (lambda h, a: h.update(n_items=2**40), "n_items = 1099511627776 is outside"),
-        (lambda h, a: h.update(best_epoch=True), "best_epoch must be an integer or null"),
+        (lambda h, a: h["state"].update(n_users=2**31 - 1), r"U must have shape \(2147483647, 2\)"),
+        (lambda h, a: (h["state"].update(factors=2**20), h["state"]["settings"].update(factors=2**20)),
+         r"U must have shape \(30, 1048576\)"),
+        (lambda h, a: h["state"].update(n_items=2**40), "n_items = 1099511627776 is outside"),
+        (lambda h, a: h["state"].update(best_epoch=True), "best_epoch must be an integer or null"),
         (lambda h, a: h.update(version="1"), "model file version '1' is not one"),
-        (lambda h, a: h.update(mean_rating=float("inf")), "mean_rating must be a finite number"),
+        (lambda h, a: h["state"].update(mean_rating=float("inf")), "mean_rating must be a finite number"),
     ],
 )
 def test_a_damaged_file_is_refused_with_a_clear_error(tmp_path, rng, change, match):
@@ -164,13 +188,9 @@ def test_a_damaged_file_is_refused_with_a_clear_error(tmp_path, rng, change, mat
     ratings = Ratings.from_ids(dense.users.astype(np.int64) + 7, dense.items, dense.values)
     latentmf.MatrixFactorization(factors=2, epochs=1).fit(ratings).save(_path(tmp_path))
     _rewrite(_path(tmp_path), change)
-    tracemalloc.start()
-    try:
-        with pytest.raises(ValueError, match=match):
-            latentmf.load(_path(tmp_path))
-        assert tracemalloc.get_traced_memory()[1] < 2**22
-    finally:
-        tracemalloc.stop()
+    with peak_memory_growth() as growth, pytest.raises(ValueError, match=match):
+        latentmf.load(_path(tmp_path))
+    assert growth.bytes < 2**24
 
 
 def test_files_that_are_not_models(tmp_path):
@@ -215,7 +235,7 @@ class TestPickle:
         _assert_same_model(model, again)
         for a, b in zip(model.recommend_all(k=5), again.recommend_all(k=5)):
             np.testing.assert_array_equal(a, b)
-        assert again._native is not model._native
+        assert again._state().native is not model._state().native
 
     def test_an_unfitted_model_pickles_its_parameters(self):
         model = latentmf.MatrixFactorization(factors=7, unknown="mean")
@@ -310,27 +330,21 @@ class TestHostileFiles:
                     np.save(buffer, array)
                     archive.writestr(f"{name}.npy", buffer.getvalue())
             archive.writestr("U.npy", header.getvalue() + b"\0" * 64)
-        tracemalloc.start()
-        try:
+        with peak_memory_growth() as growth:
             with pytest.raises(ValueError, match=r"member 'U' declares shape \(2147483647, 1048576\) of float32 "
                                                  r"\(9007199250546688 bytes\) but holds 64 bytes: the file is "
                                                  "truncated or damaged"):
                 latentmf.load(path)
-            assert tracemalloc.get_traced_memory()[1] < 2**22
-        finally:
-            tracemalloc.stop()
+        assert growth.bytes < 2**24
 
     def test_a_consistent_model_too_large_for_this_machine_is_a_memory_error(self, saved, monkeypatch):
         path, _, _ = saved
         monkeypatch.setattr(_checks, "physical_memory", lambda: 1024)
-        tracemalloc.start()
-        try:
+        with peak_memory_growth() as growth:
             with pytest.raises(MemoryError, match=r"the arrays of the model file need \d+\.\d MiB, more than the "
                                                   r"0\.0 MiB of physical memory"):
                 latentmf.load(path)
-            assert tracemalloc.get_traced_memory()[1] < 2**20
-        finally:
-            tracemalloc.stop()
+        assert growth.bytes < 2**24
 
     def test_a_huge_header_member_is_refused(self, saved):
         path, _, _ = saved

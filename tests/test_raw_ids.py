@@ -46,24 +46,41 @@ class TestRawIds:
         assert items.tolist() == (1000 + 7 * dense_items).tolist()
         np.testing.assert_array_equal(scores, dense_scores)
 
-    def test_recommend_all_maps_rows_and_pads_with_minus_one(self, fitted):
+    def test_recommend_all_maps_rows_and_masks_short_rows(self, fitted):
         model, dense_model, dense = fitted
         items, scores = model.recommend_all(["u002", "u010"], k=40)
         dense_items, dense_scores = dense_model.recommend_all([2, 10], k=40)
-        np.testing.assert_array_equal(scores, dense_scores)
-        padded = dense_items < 0
-        assert padded.any() and (items[padded] == -1).all()
-        np.testing.assert_array_equal(items[~padded], 1000 + 7 * dense_items[~padded])
+        np.testing.assert_array_equal(scores.mask, dense_scores.mask)
+        np.testing.assert_array_equal(scores.compressed(), dense_scores.compressed())
+        padded = dense_items.mask
+        assert padded.any() and (items.mask == padded).all()
+        np.testing.assert_array_equal(items.compressed(), 1000 + 7 * dense_items.compressed())
+        for row, user in enumerate(["u002", "u010"]):
+            single_items, single_scores = model.recommend(user, k=40)
+            np.testing.assert_array_equal(items[row].compressed(), single_items)
+            np.testing.assert_array_equal(scores[row].compressed(), single_scores)
         everyone = model.recommend_all(k=3)[0]
         assert everyone.shape == (40, 3) and model.recommend_all([], k=3)[0].shape == (0, 3)
 
-    def test_string_item_ids_pad_with_the_empty_string(self, rng):
+    def test_string_item_ids_are_masked_where_a_row_is_short(self, rng):
         ratings = Ratings.from_ids([1, 1, 2], ["a", "b", "a"], [4.0, 3.0, 2.0])
         model = latentmf.MatrixFactorization(factors=2, epochs=2).fit(ratings)
         items, scores = model.recommend_all([1, 2], k=2)
-        assert items[0].tolist() == ["", ""] and np.isnan(scores[0]).all()
-        assert items[1].tolist() == ["b", ""]
+        assert items.mask[0].all() and scores.mask[0].all()
+        assert items[1].compressed().tolist() == ["b"] and items.mask[1].tolist() == [False, True]
         assert model.recommend(1).__len__() == 2 and len(model.recommend(1)[0]) == 0
+
+    def test_an_item_whose_raw_id_is_minus_one_is_never_taken_for_padding(self):
+        """recommend_all used to pad short rows with item -1, a real id here, and the metrics then
+        dropped the real item -1 as padding."""
+        ratings = Ratings.from_ids([10, 10, 20, 20, 30], [-1, 5, 5, 9, -1], [5.0, 3.0, 4.0, 2.0, 1.0])
+        model = latentmf.MatrixFactorization(factors=2, epochs=3, seed=1).fit(ratings)
+        items, scores = model.recommend_all([20], k=3)
+        assert items[0].compressed().tolist() == [-1] and items.mask[0].tolist() == [False, True, True]
+        assert np.isfinite(scores[0].compressed()).all()
+        held_out = Ratings.from_ids([20], [-1], [4.0], ids_from=model)
+        assert latentmf.metrics.precision_at_k((items, scores), held_out, k=1, users=[20]) == 1.0
+        assert latentmf.metrics.coverage((items, scores), model.n_items_) == 1 / 3
 
     def test_unknown_ids_are_errors_that_name_them(self, fitted):
         model, dense_model, _ = fitted

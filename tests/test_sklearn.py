@@ -27,7 +27,7 @@ def test_get_and_set_params_without_scikit_learn():
 def test_clone_copies_the_parameters_and_not_the_fit(rng):
     base = pytest.importorskip("sklearn.base")
     model = latentmf.MatrixFactorization(factors=4, epochs=2, early_stopping=3, unknown="mean")
-    model.fit(random_ratings(rng, 20, 10, 80), random_ratings(rng, 20, 10, 20))
+    model.fit(random_ratings(rng, 20, 10, 80), validation=random_ratings(rng, 20, 10, 20))
     copy = base.clone(model)
     assert copy.get_params() == model.get_params()
     with pytest.raises(latentmf.NotFittedError):
@@ -42,9 +42,20 @@ def test_fit_with_x_and_y_equals_fit_with_ratings(rng):
     by_ratings = latentmf.MatrixFactorization(factors=3, epochs=3).fit(ratings)
     np.testing.assert_array_equal(by_pairs.U, by_ratings.U)
     np.testing.assert_array_equal(by_pairs.predict(X[:7]), by_ratings.predict(X[:7, 0], X[:7, 1]))
-    # the positional (ratings, validation) form still works
-    model = latentmf.MatrixFactorization(factors=3, epochs=2).fit(ratings, ratings)
+    model = latentmf.MatrixFactorization(factors=3, epochs=2).fit(ratings, validation=ratings)
     assert not np.isnan(model.history_["validation_rmse"]).any()
+
+
+def test_validation_is_keyword_only_and_y_is_named_when_misused(rng):
+    """fit(ratings, y) used to take y as a validation set, and fit((u, i, v), y) blamed validation."""
+    ratings = random_ratings(rng, 30, 20, 300)
+    model = latentmf.MatrixFactorization(factors=3, epochs=2)
+    with pytest.raises(TypeError, match="pass no y .*validation="):
+        model.fit(ratings, ratings)
+    triple = (ratings.users, ratings.items, ratings.values)
+    with pytest.raises(TypeError, match=r"y is for scikit-learn's fit\(X, y\).*tuple"):
+        model.fit(triple, ratings.values)
+    assert not model._is_fitted()
 
 
 def test_fit_with_raw_ids_in_x():

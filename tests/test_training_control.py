@@ -31,11 +31,11 @@ class TestEarlyStopping:
     def test_it_stops_after_patience_and_restores_the_best_epoch(self, data):
         train, test = data
         # a large step on noise overfits after a few epochs
-        model = _model(epochs=60, early_stopping=3, learning_rate=0.3, regularization=0.0).fit(train, test)
+        model = _model(epochs=60, early_stopping=3, learning_rate=0.3, regularization=0.0).fit(train, validation=test)
         rmse = model.history_["validation_rmse"]
         best = int(np.argmin(rmse))
         assert model.best_epoch_ == best and len(rmse) == best + 4 < 60
-        reference = _model(epochs=best + 1, learning_rate=0.3, regularization=0.0).fit(train, test)
+        reference = _model(epochs=best + 1, learning_rate=0.3, regularization=0.0).fit(train, validation=test)
         for a, b in zip(_state(model), _state(reference)):
             np.testing.assert_array_equal(a, b)
         assert model._rmse(test) == rmse[best]
@@ -50,16 +50,16 @@ class TestEarlyStopping:
         for a, b in zip(before, _state(model)):
             np.testing.assert_array_equal(a, b)
         with pytest.raises(ValueError, match="early_stopping must be >= 1"):
-            _model(early_stopping=0).fit(*data)
+            _model(early_stopping=0).fit(data[0], validation=data[1])
 
     def test_without_it_there_is_no_best_epoch(self, data):
-        assert _model().fit(*data).best_epoch_ is None
+        assert _model().fit(data[0], validation=data[1]).best_epoch_ is None
 
 
 class TestCallbacks:
     def test_each_callback_sees_every_epoch_record(self, data):
         seen = []
-        model = _model(epochs=4).fit(*data, callbacks=[lambda m, record: seen.append((m, dict(record)))])
+        model = _model(epochs=4).fit(data[0], validation=data[1], callbacks=[lambda m, record: seen.append((m, dict(record)))])
         assert [record["epoch"] for _, record in seen] == [0, 1, 2, 3]
         assert all(m is model for m, _ in seen)
         assert seen[-1][1]["loss"] == model.history_["loss"][-1]
@@ -80,22 +80,22 @@ class TestWarmStart:
     def test_a_second_fit_starts_afresh_by_default(self, data):
         train, _ = data
         model = _model(epochs=3).fit(train)
-        native, first = model._native, _state(model)
+        native, first = model._state().native, _state(model)
         model.fit(train)
-        assert model._native is not native and model.history_["epoch"] == [0, 1, 2]
+        assert model._state().native is not native and model.history_["epoch"] == [0, 1, 2]
         for a, b in zip(first, _state(model)):
             np.testing.assert_array_equal(a, b)
 
     @pytest.mark.parametrize("solver", ["adagrad", "sgd", "gd"])
     def test_continuing_equals_training_in_one_go(self, data, solver):
         train, test = data
-        whole = _model(epochs=6, solver=solver, learning_rate_decay=0.5).fit(train, test)
-        warm = _model(epochs=2, solver=solver, learning_rate_decay=0.5, warm_start=True).fit(train, test)
-        native = warm._native
-        warm.fit(train, test)
-        warm.set_params(epochs=2).fit(train, test)
-        assert warm._native is native
-        partial = _model(epochs=3, solver=solver, learning_rate_decay=0.5).fit(train, test)
+        whole = _model(epochs=6, solver=solver, learning_rate_decay=0.5).fit(train, validation=test)
+        warm = _model(epochs=2, solver=solver, learning_rate_decay=0.5, warm_start=True).fit(train, validation=test)
+        native = warm._state().native
+        warm.fit(train, validation=test)
+        warm.set_params(epochs=2).fit(train, validation=test)
+        assert warm._state().native is native
+        partial = _model(epochs=3, solver=solver, learning_rate_decay=0.5).fit(train, validation=test)
         partial.partial_fit(epochs=1).partial_fit(train, epochs=2, validation=test)
         for model in (warm, partial):
             for a, b in zip(_state(whole), _state(model)):
@@ -113,7 +113,7 @@ class TestWarmStart:
     def test_partial_fit_on_an_unfitted_model_starts_one(self, data):
         model = _model().partial_fit(data[0], epochs=2)
         np.testing.assert_array_equal(model.U, _model(epochs=2).fit(data[0]).U)
-        with pytest.raises(ValueError, match="partial_fit needs ratings"):
+        with pytest.raises(ValueError, match="partial_fit needs training data"):
             _model().partial_fit()
 
     def test_continuing_needs_the_same_structure_and_ids(self, data, rng):
@@ -136,7 +136,7 @@ class TestWarmStart:
 class TestProgress:
     def test_progress_uses_tqdm_when_installed(self, data, capsys):
         pytest.importorskip("tqdm")
-        _model(epochs=3, progress=True).fit(*data)
+        _model(epochs=3, progress=True).fit(data[0], validation=data[1])
         captured = capsys.readouterr()
         assert "3/3" in captured.err and "epoch" in captured.err and captured.out == ""
 
@@ -150,7 +150,7 @@ class TestProgress:
 
         monkeypatch.delitem(sys.modules, "tqdm", raising=False)
         monkeypatch.setattr(builtins, "__import__", no_tqdm)
-        _model(epochs=3, progress=True).fit(*data)
+        _model(epochs=3, progress=True).fit(data[0], validation=data[1])
         lines = capsys.readouterr().out.strip().splitlines()
         assert len(lines) == 3 and lines[2].startswith("epoch   3/3") and "validation RMSE" in lines[2]
 

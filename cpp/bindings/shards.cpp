@@ -205,6 +205,14 @@ void bind_shards(py::module_& m) {
       },
       "blocks"_a, "seed"_a, "epoch"_a);
   m.def("grid_groups", &grid_groups, "n"_a, "blocks"_a, "seed"_a, "side"_a);
+  m.def(
+      "group_state_size",
+      [](std::int64_t rows, std::int64_t n_factors, bool biases, bool adagrad) {
+        latentmf::require(rows >= 0 && n_factors >= 1, "rows must be >= 0 and n_factors >= 1, got ", rows, " and ",
+                          n_factors);
+        return latentmf::group_state_size(rows, n_factors, biases, adagrad);
+      },
+      "rows"_a, "n_factors"_a, "biases"_a, "adagrad"_a);
   m.def("sgd_shards", &sgd_shards, "shards"_a, "user_states"_a, "item_states"_a, "item_groups"_a, "n_factors"_a,
         "learning_rate"_a, "regularization"_a, "global_mean"_a, "biases"_a, "adagrad"_a, "warm_up"_a, "threads"_a);
   m.def("shard_errors", &shard_errors, "shards"_a, "user_states"_a, "item_states"_a, "item_groups"_a, "n_factors"_a,

@@ -17,7 +17,8 @@ from ._version import __version__
 from .data import Ratings
 from .functions import gradients, gradients_dense, loss, sgd_epoch, sgd_order
 from .idmap import IdMap
-from .model import MatrixFactorization, NotFittedError, UserFactors
+from .base import FactorModel, NotFittedError, TopItems, UserFactors
+from .model import MatrixFactorization
 
 
 _isa.apply_environment()
@@ -31,9 +32,19 @@ def build_info() -> dict[str, Any]:
     return _core.build_info()
 
 
-def load(path: Any) -> MatrixFactorization:
-    """The model that `MatrixFactorization.save` wrote to `path`, read without unpickling anything
-    and checked member by member (see `latentmf.persistence` for the format)."""
+def select_isa(level: str) -> None:
+    """Run the native kernels of instruction-set `level` ("generic", "avx2", "avx512") from the
+    next call on, instead of the best this CPU runs: for example to get the same bits on machines
+    of different levels (results at one level do not depend on the thread count; between levels
+    they agree to rounding). ValueError for a level this build lacks or this CPU cannot run; the
+    environment variable LATENTMF_ISA does the same at import. `build_info()["isa"]` tells which
+    level runs."""
+    _core.select_isa(level)
+
+
+def load(path: Any) -> FactorModel:
+    """The model that a model's `save` wrote to `path`, of its class, read without unpickling
+    anything and checked member by member (see `latentmf.persistence` for the format)."""
     # Imported here so that `import latentmf` does not pay for json and zipfile.
     from .persistence import load as load_model
 
@@ -41,10 +52,12 @@ def load(path: Any) -> MatrixFactorization:
 
 
 __all__ = [
+    "FactorModel",
     "IdMap",
     "MatrixFactorization",
     "NotFittedError",
     "Ratings",
+    "TopItems",
     "UserFactors",
     "__version__",
     "build_info",
@@ -55,6 +68,7 @@ __all__ = [
     "loss",
     "metrics",
     "reference",
+    "select_isa",
     "sgd_epoch",
     "sgd_order",
 ]

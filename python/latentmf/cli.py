@@ -14,6 +14,7 @@ from . import __version__, build_info
 from ._tables import column, read_table, write_rows
 from .data import Ratings
 from .datasets import load_movielens, synthetic
+from .base import FactorModel
 from .model import MatrixFactorization
 
 EPILOG = """\
@@ -148,7 +149,7 @@ def _plot(history: dict[str, list[float]], path: str) -> None:
     figure.savefig(path)
 
 
-def _load_model(path: str) -> MatrixFactorization:
+def _load_model(path: str) -> FactorModel:
     from .persistence import load
 
     return load(path)

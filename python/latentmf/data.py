@@ -32,7 +32,7 @@ def _as_is_or_converted(array: np.ndarray, native_dtypes: tuple[np.dtype, ...], 
     return np.ascontiguousarray(array, dtype=native if native in native_dtypes else fallback)
 
 
-def _index_array(x: Any, name: str) -> np.ndarray:
+def index_array(x: Any, name: str) -> np.ndarray:
     """An int32 or int64 array, without a copy when `x` already is one (contiguous, native order)."""
     array = _one_dimensional(x, name)
     if array.dtype.kind not in "iu":
@@ -42,7 +42,7 @@ def _index_array(x: Any, name: str) -> np.ndarray:
     return _as_is_or_converted(array, _INDEX_DTYPES, np.int32 if array.dtype.itemsize < 4 else np.int64)
 
 
-def _value_array(x: Any, name: str) -> np.ndarray:
+def value_array(x: Any, name: str) -> np.ndarray:
     """A float32 or float64 array, without a copy when `x` already is one."""
     array = _one_dimensional(x, name)
     if array.dtype.kind not in "fiu":
@@ -108,9 +108,9 @@ class Ratings:
                              f"{len(arrays[0])}, {len(arrays[1])} and {len(arrays[2])}")
         if len(arrays[0]) == 0:
             raise ValueError("users, items and values are empty: at least one rating is needed")
-        users = _index_array(arrays[0], "users")
-        items = _index_array(arrays[1], "items")
-        values = _value_array(arrays[2], "values")
+        users = index_array(arrays[0], "users")
+        items = index_array(arrays[1], "items")
+        values = value_array(arrays[2], "values")
         if users.dtype != items.dtype:
             users, items = users.astype(np.int64), items.astype(np.int64)
         self.users = users
@@ -293,7 +293,17 @@ class Ratings:
         is_test[order] = rank < np.repeat(n_test, counts)
         return self.take(~is_test), self.take(is_test)
 
-    def _index(self, dtype: str) -> Any:
+    @property
+    def value_range(self) -> tuple[float, float]:
+        """The smallest and the largest rating (computed once)."""
+        if "range" not in self._cache:
+            self._cache["range"] = (float(self.values.min()), float(self.values.max()))
+        return self._cache["range"]
+
+    # The native orderings below are built on first use and cached with the ratings, so that
+    # training several models, or one model several times, on one Ratings builds them once.
+
+    def native_index(self, dtype: str) -> Any:
         """The native by-user and by-item orderings (for loss and gradients), built once per dtype."""
         key = ("index", dtype)
         if key not in self._cache:
@@ -302,7 +312,7 @@ class Ratings:
             )
         return self._cache[key]
 
-    def _grid(self, dtype: str, blocks: int, seed: int, threads: int) -> Any:
+    def native_grid(self, dtype: str, blocks: int, seed: int, threads: int) -> Any:
         """The native block grid for SGD; only the most recent one is kept (it is as large as the data).
         `threads` is the binding's count (0 for all cores)."""
         key = ("grid", dtype, blocks, seed)
@@ -315,7 +325,7 @@ class Ratings:
             )
         return self._cache[key]
 
-    def _items_by_user(self) -> tuple[np.ndarray, np.ndarray]:
+    def items_by_user(self) -> tuple[np.ndarray, np.ndarray]:
         """(offsets, items): the items user n rated are items[offsets[n]:offsets[n + 1]]."""
         if "by_user" not in self._cache:
             self._cache["by_user"] = _core.group_by_row(self.users, self.items, self.n_users, self.n_items)
@@ -355,7 +365,7 @@ def _id_maps_of(source: Any) -> tuple[IdMap | None, IdMap | None, int, int]:
 
 def _map_with(ids: IdMap | None, values: Any, name: str) -> np.ndarray:
     """Raw ids through an existing map; without a map they are indices already."""
-    return _index_array(values, name) if ids is None else ids.to_index(values, name)
+    return index_array(values, name) if ids is None else ids.to_index(values, name)
 
 
 def _read_columns(df: Any, wanted: dict[str, str]) -> dict[str, np.ndarray]:

@@ -65,7 +65,7 @@ def loss(ratings: Any, U: np.ndarray, V: np.ndarray, regularization: float = 0.0
     data, dtype = _prepare(ratings, U, V)
     global_mean, user_bias, item_bias = _bias_arguments(biases)
     regularization = as_real(regularization, "regularization", 0.0)
-    squared_errors, penalty = _core.objective(data._index(dtype), U, V, global_mean, user_bias, item_bias,
+    squared_errors, penalty = _core.objective(data.native_index(dtype), U, V, global_mean, user_bias, item_bias,
                                               as_threads(threads))
     return 0.5 * (squared_errors + regularization * penalty)
 
@@ -78,7 +78,7 @@ def gradients(ratings: Any, U: np.ndarray, V: np.ndarray, regularization: float 
     """
     data, dtype = _prepare(ratings, U, V)
     global_mean, user_bias, item_bias = _bias_arguments(biases)
-    return _core.gradients(data._index(dtype), U, V, as_real(regularization, "regularization", 0.0),
+    return _core.gradients(data.native_index(dtype), U, V, as_real(regularization, "regularization", 0.0),
                            global_mean, user_bias, item_bias, as_threads(threads))
 
 
@@ -135,7 +135,7 @@ def sgd_epoch(ratings: Any, U: np.ndarray, V: np.ndarray, learning_rate: float, 
                                  regularization, global_mean, user_bias, item_bias, user_accumulators,
                                  item_accumulators, bool(warm_up))
     n_blocks = DEFAULT_BLOCKS if blocks is None else as_integer(blocks, "blocks", 1, 1024)
-    grid = data._grid(dtype, n_blocks, as_integer(seed, "seed", 0, MAX_SEED), as_threads(threads))
+    grid = data.native_grid(dtype, n_blocks, as_integer(seed, "seed", 0, MAX_SEED), as_threads(threads))
     return _core.sgd_grid(grid, U, V, learning_rate, regularization, as_integer(epoch, "epoch", 0, _MAX_EPOCH), None,
                           global_mean, user_bias, item_bias, user_accumulators, item_accumulators,
                           bool(warm_up), as_threads(threads))

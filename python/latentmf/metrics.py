@@ -4,9 +4,11 @@ Rating accuracy: `rmse`, `mae`. Ranking quality of top-k lists against held-out 
 `precision_at_k`, `recall_at_k`, `ndcg_at_k`, `map_at_k`, and catalogue `coverage`. `evaluate`
 does it all for a model and a test set.
 
-The ranking metrics take ``recommended``, the output of `MatrixFactorization.recommend_all`: an
-(n_rows, K) array of item ids, or the (items, scores) pair (then a NaN score marks padding;
-otherwise padding is item -1, or "" for string ids). Row r holds the list of user ``users[r]``
+The ranking metrics take ``recommended``, the output of a model's `recommend_all`: the
+(items, scores) pair of (n_rows, K) arrays, or the items alone. Padding (where a list is shorter
+than K) is what recommend_all masks; in arrays that are not masked, a NaN score marks padding, and
+so does a negative entry when the items are dense indices (``relevant`` without id maps): no raw
+id is ever taken for padding. Row r holds the list of user ``users[r]``
 (default: user index r, as recommend_all gives for all users). ``relevant`` is a `Ratings` of held
 out ratings: an item is relevant to a user when the pair is in it with a value >= ``threshold``
 (any value when threshold is None). Ids are those of ``relevant``: raw ids when it has id maps
@@ -63,17 +65,15 @@ def _items_and_padding(recommended: Any) -> tuple[np.ndarray, np.ndarray]:
         if len(recommended) != 2:
             raise TypeError("recommended must be an items array or the (items, scores) pair of recommend_all")
         recommended, scores = recommended
-    items = np.asarray(recommended)
+    padding = np.ma.getmaskarray(recommended)
+    items = np.ma.getdata(recommended)
     if items.ndim != 2:
         raise ValueError(f"recommended must be 2-dimensional (one row per user), got shape {items.shape}")
     if scores is not None:
-        padding = np.isnan(np.asarray(scores, dtype=np.float64))
-        if padding.shape != items.shape:
-            raise ValueError(f"scores must have the shape of items {items.shape}, got {padding.shape}")
-    elif items.dtype.kind == "U":
-        padding = items == ""
-    else:
-        padding = items == -1
+        score_values = np.asarray(np.ma.getdata(scores), dtype=np.float64)
+        if score_values.shape != items.shape:
+            raise ValueError(f"scores must have the shape of items {items.shape}, got {score_values.shape}")
+        padding = padding | np.ma.getmaskarray(scores) | np.isnan(score_values)
     return items, padding
 
 
@@ -213,9 +213,14 @@ def map_at_k(recommended: Any, relevant: Ratings, k: int = 10, *, users: Any = N
 
 
 def coverage(recommended: Any, n_items: int) -> float:
-    """The share of the catalogue's `n_items` items that appear in at least one list."""
+    """The share of the catalogue's `n_items` items that appear in at least one list. Padding is
+    what recommend_all masks (or a NaN score); in an integer array that is not masked, negative
+    entries are padding too (dense indices)."""
     n_items = as_integer(n_items, "n_items", 1)
     items, padding = _items_and_padding(recommended)
+    if not np.ma.isMaskedArray(recommended if not isinstance(recommended, tuple) else recommended[0]):
+        if items.dtype.kind in "iu":
+            padding = padding | (items < 0)
     shown = items[~padding]
     distinct = len(_sorted_unique(shown)) if shown.size else 0
     return distinct / n_items

@@ -5,12 +5,14 @@ A model file is a NumPy ``.npz`` archive (a zip of ``.npy`` arrays) read with
 anything when loaded. Its members:
 
 ``header``
-    A 0-d unicode array holding a JSON object: ``format`` ("latentmf.MatrixFactorization"),
-    ``version`` (1), ``latentmf_version`` (of the writer), ``params`` (the hyper-parameters,
-    as `get_params` gives them), ``dtype``, ``n_users``, ``n_items``, ``factors``,
-    ``global_mean``, ``mean_rating``, ``default_learning_rate``, ``history`` (the lists of
-    ``history_``, NaN written as null), ``best_epoch`` and ``arrays`` (the names of the other
-    members).
+    A 0-d unicode array holding a JSON object: ``format`` (the model class, e.g.
+    "latentmf.MatrixFactorization"), ``version`` (2), ``latentmf_version`` (of the writer),
+    ``params`` (the hyper-parameters, as `get_params` gives them) and ``state``, the fitted state:
+    ``settings`` (the checked hyper-parameters the model was fitted with), ``arrays`` (the names of
+    the native arrays below), ``dtype``, ``n_users``, ``n_items``, ``factors``, ``n_ratings``,
+    ``global_mean``, ``mean_rating``, ``rating_range`` ([smallest, largest], null where unknown),
+    ``derived`` (numbers the fit derived from its data, e.g. ``default_learning_rate``),
+    ``history`` (the lists of ``history_``, NaN written as null) and ``best_epoch``.
 ``U``, ``V``
     The factors, (n_users, factors) and (n_items, factors), of ``dtype``.
 ``user_bias``, ``item_bias``
@@ -24,6 +26,8 @@ anything when loaded. Its members:
 ``seen_offsets``, ``seen_items``
     The training items of each user (int64 (n_users + 1,) offsets into sorted int32 item
     indices), so that a loaded model still leaves out seen items when it recommends.
+
+Files of version 1 (latentmf 0.x before the fitted state had its own header entry) are read too.
 
 The training ratings themselves are not stored: `partial_fit` on a loaded model needs them
 passed. Pickling a model stores the same members.
@@ -56,13 +60,13 @@ from typing import IO, Any, NamedTuple
 
 import numpy as np
 
+from . import base
 from ._checks import check_memory
 from ._version import __version__
 from .idmap import IdMap
-from .model import HISTORY_KEYS, MatrixFactorization, _new_native
+from .state import DataSummary, FittedState, SeenItems, array_shape, new_native
 
-FORMAT = "latentmf.MatrixFactorization"
-VERSION = 1
+VERSION = 2
 _MAX_ROWS = np.iinfo(np.int32).max
 #: The JSON header holds hyper-parameters, sizes and the history: far below this.
 _MAX_HEADER_BYTES = 64 * 2**20
@@ -70,36 +74,34 @@ _MAX_HEADER_BYTES = 64 * 2**20
 #: (NumPy parses a damaged .npy header into SyntaxError or tokenize's TokenError.)
 _DAMAGED = (ValueError, TypeError, OverflowError, EOFError, OSError, RuntimeError, NotImplementedError,
             SyntaxError, tokenize.TokenError, zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, struct.error)
+_SEEN = ("seen_offsets", "seen_items")
+_ID_MAPS = ("user_ids", "item_ids")
 
 
-def model_state(model: MatrixFactorization) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """(header, arrays) of a fitted model: what its file and its pickle hold."""
-    native = model._fitted()
-    settings = model._settings_used
-    arrays = {"U": native.U, "V": native.V}
-    if settings["biases"]:
-        arrays.update(user_bias=native.user_bias, item_bias=native.item_bias)
-    if settings["solver"] == "adagrad":
-        arrays.update(user_accumulators=native.user_accumulators, item_accumulators=native.item_accumulators)
-    for name, ids in (("user_ids", model.user_ids_), ("item_ids", model.item_ids_)):
+def state_members(format_name: str, state: FittedState) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """(header, arrays) of a fitted state: the "state" entry of a model file's header and its
+    array members; a pickle holds the same."""
+    native, data = state.native, state.data
+    arrays = dict(state.arrays())
+    for name, ids in (("user_ids", data.user_ids), ("item_ids", data.item_ids)):
         if ids is not None:
             arrays[name] = ids.ids
-    arrays["seen_offsets"], arrays["seen_items"] = model._seen_lists()
+    arrays["seen_offsets"], arrays["seen_items"] = state.seen.lists()
     header = {
-        "format": FORMAT,
-        "version": VERSION,
-        "latentmf_version": __version__,
-        "params": {name: _plain(value) for name, value in model.get_params().items()},
-        "dtype": settings["dtype"],
-        "n_users": int(native.n_users),
-        "n_items": int(native.n_items),
-        "factors": int(native.n_factors),
+        "format": format_name,
+        "settings": {name: _plain(value) for name, value in state.settings.items()},
+        "arrays": list(state.layout),
+        "dtype": state.dtype,
+        "n_users": data.n_users,
+        "n_items": data.n_items,
+        "factors": state.n_factors,
+        "n_ratings": data.n_ratings,
         "global_mean": float(native.global_mean),
-        "mean_rating": float(model.mean_rating_),
-        "default_learning_rate": float(model._default_learning_rate),
-        "history": {key: [None if math.isnan(v) else v for v in values] for key, values in model.history_.items()},
-        "best_epoch": model.best_epoch_,
-        "arrays": sorted(arrays),
+        "mean_rating": data.mean,
+        "rating_range": [_or_null(data.low), _or_null(data.high)],
+        "derived": dict(state.derived),
+        "history": {key: [_or_null(v) for v in values] for key, values in state.history.items()},
+        "best_epoch": state.best_epoch,
     }
     return header, arrays
 
@@ -113,11 +115,17 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def save(model: MatrixFactorization, path: Any) -> None:
-    """Write `model` to `path` atomically: into a new file beside it, flushed to disk, then renamed
+def _or_null(value: float) -> float | None:
+    return None if not math.isfinite(value) else value
+
+
+def save(path: Any, format_name: str, params: dict[str, Any], state: FittedState) -> None:
+    """Write a model to `path` atomically: into a new file beside it, flushed to disk, then renamed
     over it. On any failure (KeyboardInterrupt included) the new file is removed and the old one
     is left as it was."""
-    header, arrays = model_state(model)
+    state_header, arrays = state_members(format_name, state)
+    header = {"format": format_name, "version": VERSION, "latentmf_version": __version__,
+              "params": {name: _plain(value) for name, value in params.items()}, "state": state_header}
     target = os.fspath(path)
     temporary = f"{target}.{secrets.token_hex(6)}.tmp"
     try:
@@ -157,8 +165,8 @@ class _Member(NamedTuple):
     nbytes: int
 
 
-def load(path: Any) -> MatrixFactorization:
-    """The model saved at `path` by `MatrixFactorization.save`, checked before it is read.
+def load(path: Any) -> base.FactorModel:
+    """The model saved at `path` by a model's `save`, checked before it is read.
 
     Nothing in the file is unpickled, and nothing large is allocated before the file's members
     are known to agree with its header and to fit in memory. A file that is not a latentmf model,
@@ -174,16 +182,16 @@ def load(path: Any) -> MatrixFactorization:
             raise ValueError(f"{source}: {error}") from None
         except _DAMAGED as error:
             raise ValueError(f"{source} is not a readable latentmf model file: {error}") from None
-    model = MatrixFactorization()
     try:
-        restore_state(model, header, arrays)
+        return base.new_model(header["format"], header["params"],
+                              restore_state(header["format"], header["state"], arrays))
     except (ValueError, TypeError) as error:
         raise ValueError(f"{source}: {error}") from None
-    return model
 
 
-def _read(file: IO[bytes]) -> tuple[Any, dict[str, np.ndarray]]:
-    """(header, arrays) of an open model file, each step checked before the next (see the module)."""
+def _read(file: IO[bytes]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """(header, arrays) of an open model file, each step checked before the next (see the module);
+    a version 1 header comes back in the form of version 2."""
     if file.read(6) == b"\x93NUMPY":
         raise ValueError("it holds a single array (.npy), not a model's .npz archive")
     file.seek(0)
@@ -197,12 +205,37 @@ def _read(file: IO[bytes]) -> tuple[Any, dict[str, np.ndarray]]:
                              f"{header_member.dtype} and shape {header_member.shape}")
         header = json.loads(str(_read_member(archive, header_member)[()]))
         try:
-            _check_declared(header, {name: (m.shape, m.dtype) for name, m in members.items()})
+            header = _current_form(header)
+            _check_declared(header["format"], header["state"],
+                            {name: (m.shape, m.dtype) for name, m in members.items()})
         except (ValueError, TypeError) as error:
             raise _Refused(str(error)) from None
         check_memory(sum(m.nbytes for m in members.values()), "the arrays of the model file")
         arrays = {name: _read_member(archive, member) for name, member in members.items()}
     return header, arrays
+
+
+def _current_form(header: Any) -> dict[str, Any]:
+    """The header, checked to be a latentmf model's of a version this reads, as version 2 has it."""
+    if not isinstance(header, dict):
+        raise ValueError("the header does not describe a latentmf model")
+    version = header.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= VERSION:
+        raise ValueError(f"model file version {version!r} is not one this latentmf ({__version__}) reads "
+                         f"(1 to {VERSION})")
+    base.model_class(header.get("format"))
+    # The hyper-parameters must be ones the model class takes (they need not be those of the fit).
+    settings, layout = base.fitted_settings(header["format"], _field(header, "params", dict))
+    if version == 2:
+        _field(header, "state", dict)
+        return header
+    # Version 1 had the state's entries at the top, the settings implied by the hyper-parameters,
+    # and neither the number of ratings nor their range.
+    state = {name: header.get(name) for name in ("dtype", "n_users", "n_items", "factors", "global_mean",
+                                                 "mean_rating", "history", "best_epoch")}
+    state.update(settings=settings, arrays=list(layout), n_ratings=None, rating_range=[None, None],
+                 derived={"default_learning_rate": header.get("default_learning_rate")})
+    return {**header, "state": state}
 
 
 class _Refused(Exception):
@@ -245,88 +278,79 @@ def _read_member(archive: zipfile.ZipFile, member: _Member) -> np.ndarray:
     return array
 
 
-def restore_state(model: MatrixFactorization, header: Any, arrays: dict[str, np.ndarray]) -> None:
-    """Make `model` the model that `header` and `arrays` describe, after checking all of them."""
-    plan = _check_declared(header, {name: (array.shape, array.dtype) for name, array in arrays.items()})
-    settings, params, n_users, n_items, factors, dtype, expected, optional = plan
-    for name in expected:
+def restore_state(format_name: str, header: Any, arrays: dict[str, np.ndarray]) -> FittedState:
+    """The fitted state that `header` (a model file's "state" entry) and `arrays` describe, after
+    checking all of them."""
+    settings, layout, n_users, n_items, factors, dtype = _check_declared(
+        format_name, header, {name: (array.shape, array.dtype) for name, array in arrays.items()})
+    for name in layout:
         if not np.isfinite(arrays[name]).all():
             raise ValueError(f"{name} holds values that are not finite")
-    id_maps = {name: _id_map(arrays[name], name, count) for name, count in optional.items() if name in arrays}
-    seen = _seen_lists(arrays, n_users, n_items)
-    numbers = {name: _finite(header, name) for name in ("global_mean", "mean_rating", "default_learning_rate")}
+    id_maps = {name: _id_map(arrays[name], name, count)
+               for name, count in (("user_ids", n_users), ("item_ids", n_items)) if name in arrays}
+    offsets, items = _seen_lists(arrays, n_users, n_items)
+    global_mean = _finite(header, "global_mean")
+    mean = _finite(header, "mean_rating")
+    n_ratings = header.get("n_ratings")
+    if n_ratings is None:
+        n_ratings = len(items)
+    elif isinstance(n_ratings, bool) or not isinstance(n_ratings, int) or n_ratings < 0:
+        raise ValueError(f"n_ratings must be a count, got {n_ratings!r}")
+    low, high = _rating_range(header)
+    derived = _field(header, "derived", dict)
+    for name, value in derived.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"derived[{name!r}] must be a finite number, got {value!r}")
     history = _history(header)
     best_epoch = header.get("best_epoch")
     if best_epoch is not None and (not isinstance(best_epoch, int) or isinstance(best_epoch, bool)):
         raise ValueError(f"best_epoch must be an integer or null, got {best_epoch!r}")
 
-    native = _new_native(dtype, n_users, n_items, factors)
-    for name in expected:
+    native = new_native(dtype, n_users, n_items, factors)
+    for name in layout:
         getattr(native, name)[...] = arrays[name]
-    native.global_mean = numbers["global_mean"]
-    model.set_params(**params)
-    model._native, model._training, model._seen, model._settings_used = native, None, seen, settings
-    model._default_learning_rate = numbers["default_learning_rate"]
-    model.mean_rating_ = numbers["mean_rating"]
-    model.user_ids_ = id_maps.get("user_ids")
-    model.item_ids_ = id_maps.get("item_ids")
-    model.history_ = history
-    model.best_epoch_ = best_epoch
+    native.global_mean = global_mean
+    summary = DataSummary(n_users, n_items, n_ratings, mean, low, high, id_maps.get("user_ids"),
+                          id_maps.get("item_ids"))
+    return FittedState(native, settings, layout, summary, SeenItems(lists=(offsets, items)), history, best_epoch,
+                       {name: float(value) for name, value in derived.items()})
 
 
-def _check_declared(header: Any, declared: dict[str, tuple[tuple[int, ...], np.dtype]]) -> tuple[Any, ...]:
-    """Check the header, and the names, shapes and dtypes of the arrays against it (before any is
-    read); returns what restoring the model needs."""
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise ValueError(f"the header does not describe a {FORMAT}")
-    version = header.get("version")
-    if not isinstance(version, int) or not 1 <= version <= VERSION:
-        raise ValueError(f"model file version {version!r} is not one this latentmf ({__version__}) reads "
-                         f"(1 to {VERSION})")
-    params = _field(header, "params", dict)
-    unknown = set(params) - set(MatrixFactorization._parameter_names())
-    if unknown:
-        raise ValueError(f"unknown hyper-parameters {sorted(unknown)}")
-    candidate = MatrixFactorization(**params)
-    settings = candidate._settings()
+def _check_declared(format_name: Any, header: Any,
+                    declared: dict[str, tuple[tuple[int, ...], np.dtype]]) -> tuple[Any, ...]:
+    """Check the state's header, and the names, shapes and dtypes of the arrays against it (before
+    any is read); returns (settings, layout, n_users, n_items, factors, dtype)."""
+    if not isinstance(header, dict):
+        raise ValueError("the state must be a JSON object")
+    settings, layout = base.fitted_settings(format_name, _field(header, "settings", dict))
+    if header.get("arrays") != list(layout):
+        raise ValueError(f"the state names the arrays {header.get('arrays')!r}, but a model of its settings has "
+                         f"{list(layout)}")
     n_users, n_items = _size(header, "n_users"), _size(header, "n_items")
     factors = _size(header, "factors")
     dtype = _field(header, "dtype", str)
     if (dtype, factors) != (settings["dtype"], settings["factors"]):
-        raise ValueError(f"dtype {dtype!r} and factors {factors} disagree with the hyper-parameters "
+        raise ValueError(f"dtype {dtype!r} and factors {factors} disagree with the settings "
                          f"({settings['dtype']!r}, {settings['factors']})")
-    expected = _expected_arrays(settings, n_users, n_items, factors)
-    optional = {"user_ids": n_users, "item_ids": n_items}
     names = set(declared)
-    if not set(expected) <= names or not names <= set(expected) | set(optional) | {"seen_offsets", "seen_items"}:
-        raise ValueError(f"the arrays are {sorted(names)}, expected {sorted(expected)} plus the seen lists and, "
-                         "optionally, user_ids and item_ids")
-    for name, shape in expected.items():
+    if not set(layout) | set(_SEEN) <= names or not names <= set(layout) | set(_ID_MAPS) | set(_SEEN):
+        missing = sorted((set(layout) | set(_SEEN)) - names)
+        raise ValueError(f"the arrays are {sorted(names)}, expected {sorted(layout)} plus the seen lists and, "
+                         f"optionally, user_ids and item_ids" + (f" ({', '.join(missing)} missing)" if missing else ""))
+    for name in layout:
+        shape = array_shape(name, n_users, n_items, factors)
         if declared[name] != (shape, np.dtype(dtype)):
             raise ValueError(f"{name} must have shape {shape} and dtype {dtype}, got {declared[name][0]} and "
                              f"{declared[name][1]}")
-    for name, count in optional.items():
+    for name, count in (("user_ids", n_users), ("item_ids", n_items)):
         if name in declared and (declared[name][0] != (count,) or declared[name][1].kind not in "iU"):
             raise ValueError(f"{name} must be {count} integer or string ids, got shape {declared[name][0]} and dtype "
                              f"{declared[name][1]}")
-    for name, kind, ndim in (("seen_offsets", np.dtype(np.int64), 1), ("seen_items", np.dtype(np.int32), 1)):
-        if name not in declared:
-            raise ValueError("seen_offsets and seen_items are missing")
-        if declared[name][1] != kind or len(declared[name][0]) != ndim:
+    for name, kind in (("seen_offsets", np.dtype(np.int64)), ("seen_items", np.dtype(np.int32))):
+        if declared[name][1] != kind or len(declared[name][0]) != 1:
             raise ValueError(f"{name} must be a 1-dimensional {kind} array, got {declared[name][1]} "
                              f"{declared[name][0]}")
-    return settings, params, n_users, n_items, factors, dtype, expected, optional
-
-
-def _expected_arrays(settings: dict[str, Any], n_users: int, n_items: int,
-                     factors: int) -> dict[str, tuple[int, ...]]:
-    """The factor arrays the settings call for, by name (as the native model names them), with shapes."""
-    shapes: dict[str, tuple[int, ...]] = {"U": (n_users, factors), "V": (n_items, factors)}
-    if settings["biases"]:
-        shapes.update(user_bias=(n_users,), item_bias=(n_items,))
-    if settings["solver"] == "adagrad":
-        shapes.update(user_accumulators=(n_users, 2), item_accumulators=(n_items, 2))
-    return shapes
+    return settings, layout, n_users, n_items, factors, dtype
 
 
 def _field(header: dict[str, Any], name: str, kind: type) -> Any:
@@ -381,16 +405,25 @@ def _seen_lists(arrays: dict[str, np.ndarray], n_users: int, n_items: int) -> tu
     return np.ascontiguousarray(offsets), np.ascontiguousarray(items)
 
 
+def _rating_range(header: dict[str, Any]) -> tuple[float, float]:
+    """[smallest, largest] rating, null where unknown (-inf and inf then)."""
+    bounds = header.get("rating_range")
+    if not isinstance(bounds, list) or len(bounds) != 2:
+        raise ValueError(f"rating_range must be [smallest, largest], got {bounds!r}")
+    low = -math.inf if bounds[0] is None else _finite({"rating_range[0]": bounds[0]}, "rating_range[0]")
+    high = math.inf if bounds[1] is None else _finite({"rating_range[1]": bounds[1]}, "rating_range[1]")
+    if low > high:
+        raise ValueError(f"rating_range must be [smallest, largest], got {bounds!r}")
+    return low, high
+
+
 def _history(header: dict[str, Any]) -> dict[str, list[float]]:
     history = _field(header, "history", dict)
-    if set(history) != set(HISTORY_KEYS):
-        raise ValueError(f"history must have the keys {list(HISTORY_KEYS)}, got {sorted(history)}")
     lengths = {len(values) if isinstance(values, list) else -1 for values in history.values()}
-    if len(lengths) != 1 or -1 in lengths:
-        raise ValueError("history must hold lists of one length")
+    if "epoch" not in history or len(lengths) != 1 or -1 in lengths:
+        raise ValueError("history must hold lists of one length, epoch among them")
     restored = {}
-    for key in HISTORY_KEYS:
-        values = history[key]
+    for key, values in history.items():
         if not all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values):
             raise ValueError(f"history[{key!r}] must hold numbers")
         restored[key] = [math.nan if v is None else v for v in values]

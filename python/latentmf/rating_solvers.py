@@ -1,0 +1,215 @@
+"""The solvers of the rating model (MatrixFactorization): SGD and AdaGrad over the stratified block
+grid, and full-batch gradient descent; with what starting and continuing a fit checks first."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+import numpy as np
+
+from . import _core
+from ._checks import as_threads, check_memory, check_representable
+from .data import Ratings
+from .state import DataSummary
+from .training import Trainer
+
+SOLVERS = ("sgd", "adagrad", "gd")
+
+#: Steps when none is given (AdaGrad's tuned with the other defaults on MovieLens 100k; plain
+#: SGD's is its best on the same data); GD's depends on the data (see default_learning_rate).
+DEFAULT_LEARNING_RATE = {"sgd": 0.015, "adagrad": 0.05}
+
+#: Without biases the initial factors are positive on average, so that predictions start at this
+#: fraction of the mean rating: from a zero mean, SGD first spends epochs finding the direction
+#: that carries the mean rating.
+INITIAL_PREDICTION_FRACTION = 0.1
+
+
+def layout(settings: Mapping[str, Any]) -> tuple[str, ...]:
+    """The native arrays a rating model of these settings uses."""
+    names: tuple[str, ...] = ("U", "V")
+    if settings["biases"]:
+        names += ("user_bias", "item_bias")
+    if settings["solver"] == "adagrad":
+        names += ("user_accumulators", "item_accumulators")
+    return names
+
+
+def default_learning_rate(solver: str, data: Ratings) -> float:
+    """The step when none is given. GD's is half the step at which plain gradient descent stops
+    being stable for the busiest row, whose gradient sums the most ratings."""
+    if solver != "gd":
+        return DEFAULT_LEARNING_RATE[solver]
+    busiest = max(np.bincount(data.users).max(), np.bincount(data.items).max())
+    return 0.5 / float(busiest)
+
+
+def step(settings: Mapping[str, Any], learning_rate: float, epoch: int) -> float:
+    """The step of `epoch`: learning_rate / (1 + learning_rate_decay * epoch)."""
+    return learning_rate / (1.0 + settings["learning_rate_decay"] * epoch)
+
+
+def check_steps(settings: Mapping[str, Any], learning_rate: float, first: int, epochs: int) -> None:
+    """Every step of epochs [first, first + epochs) must be a positive number in the model's dtype;
+    the last is the smallest (the decay only lowers it)."""
+    if epochs == 0:
+        return
+    dtype = settings["dtype"]
+    check_representable(learning_rate, "learning_rate", dtype, positive=True)
+    last = first + epochs - 1
+    smallest = step(settings, learning_rate, last)
+    if not np.dtype(dtype).type(smallest) > 0:
+        raise ValueError(f"learning_rate_decay={settings['learning_rate_decay']!r} makes the step of epoch {last}, "
+                         f"learning_rate / (1 + learning_rate_decay * {last}) = {smallest:g}, 0 in {dtype}: use a "
+                         "smaller learning_rate_decay")
+
+
+def check_training_memory(settings: Mapping[str, Any], n_users: int, n_items: int, *, new_model: bool) -> None:
+    """MemoryError, before anything is allocated, when training would need more than the physical
+    memory for the factors: the native model (U, V, two biases and two AdaGrad accumulators per row),
+    when it is new, plus the copies training falls back on (one per epoch, and the best epoch's with
+    early stopping)."""
+    itemsize = np.dtype(settings["dtype"]).itemsize
+    rows = n_users + n_items
+    factors = settings["factors"]
+    model = rows * (factors + 3) * itemsize
+    copied = factors + (1 if settings["biases"] else 0) + (2 if settings["solver"] == "adagrad" else 0)
+    copies = 2 if settings["early_stopping"] is not None else 1
+    need = (model if new_model else 0) + copies * rows * copied * itemsize
+    check_memory(need, f"the factors (factors={factors} for {n_users} users and {n_items} items, "
+                       f"{settings['dtype']}) and the copies that training falls back on",
+                 hint=": use fewer factors")
+
+
+def initialize(native: Any, data: DataSummary, settings: Mapping[str, Any]) -> None:
+    """U, V ~ N(init_mean, init_std^2) from default_rng(seed), drawn straight into the model's memory;
+    AdaGrad's accumulators start at 1; the global mean is the mean rating with biases."""
+    mean = settings["init_mean"]
+    if mean is None:
+        mean = 0.0 if settings["biases"] else math.sqrt(max(INITIAL_PREDICTION_FRACTION * data.mean, 0.0)
+                                                        / settings["factors"])
+    rng = np.random.default_rng(settings["seed"])
+    with np.errstate(over="ignore", invalid="ignore"):
+        for factors in (native.U, native.V):
+            rng.standard_normal(out=factors, dtype=factors.dtype)
+            factors *= settings["init_std"]
+            factors += mean
+    if not (np.isfinite(native.U).all() and np.isfinite(native.V).all()):
+        raise ValueError(f"init_std={settings['init_std']!r} and init_mean={settings['init_mean']!r} give initial "
+                         f"factors that {settings['dtype']} cannot hold: lower them")
+    # |u . v| <= F max|u| max|v|: initial predictions must stay far from overflowing the dtype, or
+    # the first loss is not finite (that would be refused only after a fitted model was replaced).
+    largest = _largest_magnitude(native.U) * _largest_magnitude(native.V) * settings["factors"]
+    if largest > float(np.finfo(settings["dtype"]).max) / 4:
+        raise ValueError(f"init_std={settings['init_std']!r} and init_mean={settings['init_mean']!r} give initial "
+                         f"predictions up to {largest:.3g}, which overflow {settings['dtype']}: lower them")
+    native.global_mean = data.mean if settings["biases"] else 0.0
+    if settings["solver"] == "adagrad":
+        native.user_accumulators[...] = 1
+        native.item_accumulators[...] = 1
+
+
+def _largest_magnitude(array: np.ndarray) -> float:
+    """max |a| without a temporary array as large as `array`."""
+    return max(float(array.max()), -float(array.min())) if array.size else 0.0
+
+
+def new_trainer(native: Any, data: Ratings, settings: Mapping[str, Any], learning_rate: float) -> Trainer:
+    trainer_class = GdTrainer if settings["solver"] == "gd" else SgdTrainer
+    return trainer_class(native, data, settings, learning_rate)
+
+
+class RatingTrainer(Trainer):
+    """What the rating solvers share: the model's arrays, its step schedule, and the loss
+    L = 1/2 (squared errors + regularization * penalty) of DESIGN.md."""
+
+    def __init__(self, native: Any, settings: Mapping[str, Any], learning_rate: float,
+                 names: tuple[str, ...]) -> None:
+        super().__init__([getattr(native, name) for name in names])
+        self.native = native
+        self.settings = settings
+        self.learning_rate = learning_rate
+        self.biases = settings["biases"]
+        self.U, self.V = native.U, native.V
+        self.user_bias = native.user_bias if self.biases else None
+        self.item_bias = native.item_bias if self.biases else None
+        self.global_mean = native.global_mean if self.biases else 0.0
+        self.regularization = settings["regularization"]
+        self.threads = as_threads(settings["threads"])
+        self.n_ratings = 0
+
+    def record(self, squared_errors: float, penalty: float) -> dict[str, float]:
+        loss = 0.5 * (squared_errors + self.regularization * penalty)
+        return {"loss": loss, "train_rmse": math.sqrt(squared_errors / self.n_ratings)}
+
+    def objective(self) -> tuple[float, float]:
+        """(squared errors, penalty) of the training ratings at the current factors."""
+        raise NotImplementedError
+
+    def divergence_message(self, epoch: int, loss: float, last: int | None) -> str:
+        if last is None:
+            squared_errors, penalty = self.objective()
+            start = 0.5 * (squared_errors + self.regularization * penalty)
+            if not math.isfinite(start):
+                return (f"the loss is not finite ({start}) even before training: the ratings or the initial "
+                        f"factors (init_std={self.settings['init_std']}, init_mean={self.settings['init_mean']}) "
+                        f"are too large to square in {self.settings['dtype']}")
+        return (f"{super().divergence_message(epoch, loss, last)}. Lower the learning rate (it was "
+                f"{step(self.settings, self.learning_rate, epoch):g}).")
+
+
+class SgdTrainer(RatingTrainer):
+    """SGD over the block grid, with a fixed step ("sgd") or per-row AdaGrad steps ("adagrad")."""
+
+    def __init__(self, native: Any, data: Ratings, settings: Mapping[str, Any], learning_rate: float) -> None:
+        super().__init__(native, settings, learning_rate, layout(settings))
+        self.grid = data.native_grid(settings["dtype"], settings["blocks"], settings["seed"], self.threads)
+        self.n_ratings = len(data)
+        self.adagrad = settings["solver"] == "adagrad"
+        self.accumulators: tuple[Any, Any] = ((native.user_accumulators, native.item_accumulators)
+                                              if self.adagrad else (None, None))
+
+    def run_epoch(self, epoch: int) -> dict[str, float]:
+        """One epoch, stopping early as soon as a sub-epoch leaves a value that is not finite."""
+        learning_rate = step(self.settings, self.learning_rate, epoch)
+        # AdaGrad's first epoch of the model's training warms up the leading factors only (see
+        # sgd_epoch); a continued training never repeats it.
+        warm_up = self.adagrad and epoch == 0
+        # One native call per sub-epoch, so that Ctrl-C is seen within one sub-epoch.
+        for sub_epoch in range(self.grid.blocks):
+            squared_errors = _core.sgd_grid(self.grid, self.U, self.V, learning_rate, self.regularization, epoch,
+                                            sub_epoch, self.global_mean, self.user_bias, self.item_bias,
+                                            *self.accumulators, warm_up, self.threads)
+            # AdaGrad's accumulators can overflow before any error does.
+            if not math.isfinite(squared_errors) or (
+                    self.adagrad and not all(np.isfinite(a).all() for a in self.accumulators)):
+                return {"loss": math.inf}
+        return self.record(*self.objective())
+
+    def objective(self) -> tuple[float, float]:
+        return _core.grid_objective(self.grid, self.U, self.V, self.global_mean, self.user_bias,
+                                    self.item_bias, self.threads)
+
+
+class GdTrainer(RatingTrainer):
+    """Full-batch gradient descent on the masked batch gradients."""
+
+    def __init__(self, native: Any, data: Ratings, settings: Mapping[str, Any], learning_rate: float) -> None:
+        super().__init__(native, settings, learning_rate, layout(settings))
+        self.index = data.native_index(settings["dtype"])
+        self.n_ratings = len(data)
+
+    def run_epoch(self, epoch: int) -> dict[str, float]:
+        learning_rate = step(self.settings, self.learning_rate, epoch)
+        steps = _core.gradients(self.index, self.U, self.V, self.regularization, self.global_mean,
+                                self.user_bias, self.item_bias, self.threads)
+        # A step too large overflows: the loss then is not finite, and the loop rolls the epoch back.
+        with np.errstate(over="ignore", invalid="ignore"):
+            for target, gradient in zip(self.arrays, steps):
+                target -= target.dtype.type(learning_rate) * gradient
+        return self.record(*self.objective())
+
+    def objective(self) -> tuple[float, float]:
+        return _core.objective(self.index, self.U, self.V, self.global_mean, self.user_bias, self.item_bias,
+                               self.threads)
