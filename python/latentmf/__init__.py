@@ -14,12 +14,12 @@ _openmp.bound_environment()
 
 from . import _core, _isa, datasets, metrics, reference
 from ._version import __version__
+from .answers import TopItems, UserFactors
+from .base import FactorModel, NotFittedError
 from .data import Ratings
 from .functions import gradients, gradients_dense, loss, sgd_epoch, sgd_order
 from .idmap import IdMap
-from .base import FactorModel, NotFittedError, TopItems, UserFactors
 from .model import MatrixFactorization
-
 
 _isa.apply_environment()
 

@@ -12,9 +12,9 @@ import numpy as np
 
 from . import __version__, build_info
 from ._tables import column, read_table, write_rows
+from .base import FactorModel
 from .data import Ratings
 from .datasets import load_movielens, synthetic
-from .base import FactorModel
 from .model import MatrixFactorization
 
 EPILOG = """\

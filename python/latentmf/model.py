@@ -8,10 +8,11 @@ import numpy as np
 
 from . import rating_solvers
 from ._checks import MAX_SEED, as_integer, as_real, as_threads, check_representable
-from .base import FactorModel, NotFittedError, TopItems, UserFactors, _pairs_array
-from .guard import reads
-from .data import Ratings, value_array, as_ratings
+from .answers import TopItems, UserFactors, _pairs_array
+from .base import FactorModel, NotFittedError
+from .data import Ratings, as_ratings, value_array
 from .functions import DEFAULT_BLOCKS
+from .guard import reads
 from .rating_solvers import SOLVERS
 from .state import DataSummary, FittedState, SeenItems, empty_history, new_native
 from .training import Trainer

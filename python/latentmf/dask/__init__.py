@@ -31,7 +31,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from .plan import Plan, StateLayout, predicted_v_bytes
 from .report import DaskFitReport
 
 __all__ = ["DaskBackend", "DaskFitReport", "WorkerLostError", "fit"]
