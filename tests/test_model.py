@@ -70,7 +70,7 @@ def test_sgd_reaches_a_low_training_rmse_on_noiseless_low_rank_data(rng):
                                          regularization=0.0, biases=False, init_std=0.3, init_mean=0.0,
                                          dtype="float64").fit(ratings)
     assert model.history_["train_rmse"][-1] < 0.02
-    assert model.history_["train_rmse"][-1] < 0.01 * model.history_["train_rmse"][0] * 100
+    assert model.history_["train_rmse"][-1] < 0.05 * model.history_["train_rmse"][0]
 
 
 def test_learning_rate_decay_shrinks_the_step(rng):
@@ -131,7 +131,10 @@ def test_initial_factors_are_the_documented_normal_draws(rng):
 class TestZeroCopy:
     def test_factors_view_the_model_memory(self, rng):
         model = _fit(random_ratings(rng, 30, 20, 200))
-        assert np.shares_memory(model.U, model.U)
+        # Two reads of the property are two views of one buffer, owned by the native model.
+        first, second = model.U, model.U
+        assert first is not second and np.shares_memory(first, second)
+        assert first.base is model._state().native and second.base is model._state().native
         assert not model.U.flags.owndata and model.U.flags.writeable and model.U.flags.c_contiguous
         assert model.U.shape == (30, 8) and model.V.shape == (20, 8)
 

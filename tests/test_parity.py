@@ -1,9 +1,15 @@
-"""The backbone: every native routine against its twin in latentmf.reference, over dtype x shape x threads.
+"""The backbone: every native routine against its twin in latentmf.reference, at every kernel level,
+for every dtype and shape; the options of each routine (threads, biases, ...) are spread over the
+shapes so that every value of every option, and every pair of option values, is tried at each
+level and dtype without trying their whole product (`spread`).
 
 Random shapes, patterns and hyper-parameters (property-based) are in test_fuzz.py."""
 
+
+
 from __future__ import annotations
 
+import itertools
 import numpy as np
 import pytest
 
@@ -19,6 +25,15 @@ pytestmark = pytest.mark.usefixtures("isa")
 SHAPES = [(20, 15, 90, 4), (40, 3, 60, 1), (1, 1, 1, 1), (3, 50, 150, 7), (64, 64, 300, 33)]
 
 
+def spread(shapes, **options):
+    """(shape, option values...) cases: the shapes in turn, each with the next combination of the
+    options' values, cycling through all the combinations (each one at least once, when there are
+    no more combinations than shapes; else the shapes repeat until every combination has come)."""
+    combinations = list(itertools.product(*options.values()))
+    count = max(len(shapes), len(combinations))
+    return [(shapes[i % len(shapes)], *combinations[i % len(combinations)]) for i in range(count)]
+
+
 def _problem(rng, shape, dtype, index_dtype=np.int32, with_biases=False):
     n_users, n_items, n_ratings, F = shape
     ratings = random_ratings(rng, n_users, n_items, n_ratings, index_dtype, dtype)
@@ -27,10 +42,8 @@ def _problem(rng, shape, dtype, index_dtype=np.int32, with_biases=False):
     return ratings, U, V, biases
 
 
-@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("shape, threads, with_biases", spread(SHAPES, threads=[1, 2], with_biases=[False, True]))
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("with_biases", [False, True])
 def test_loss(rng, shape, dtype, threads, with_biases):
     ratings, U, V, biases = _problem(rng, shape, dtype, with_biases=with_biases)
     native = latentmf.loss(ratings, U, V, 0.3, biases=biases, threads=threads)
@@ -38,11 +51,9 @@ def test_loss(rng, shape, dtype, threads, with_biases):
     assert_close(native, expected, dtype)
 
 
-@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("shape, index_dtype, threads, with_biases",
+                         spread(SHAPES, index_dtype=INDEX_DTYPES, threads=[1, 2], with_biases=[False, True]))
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("index_dtype", INDEX_DTYPES)
-@pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("with_biases", [False, True])
 def test_gradients(rng, shape, dtype, index_dtype, threads, with_biases):
     ratings, U, V, biases = _problem(rng, shape, dtype, index_dtype, with_biases)
     native = latentmf.gradients(ratings, U, V, 0.2, biases=biases, threads=threads)
@@ -56,10 +67,10 @@ def test_gradients(rng, shape, dtype, index_dtype, threads, with_biases):
 
 # Enough ratings per item that the item gradients come from per-group partials of the user pass
 # (one group, three, and eight groups of several chunks each), against 8 per item or fewer.
-@pytest.mark.parametrize("shape", [(40, 3, 100, 5), (300, 20, 6000, 33), (2000, 50, 40000, 8), (500, 400, 3000, 8)])
+@pytest.mark.parametrize("shape, threads, with_biases",
+                         spread([(40, 3, 100, 5), (300, 20, 6000, 33), (2000, 50, 40000, 8), (500, 400, 3000, 8)],
+                                threads=[1, 3], with_biases=[False, True]))
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("threads", [1, 3])
-@pytest.mark.parametrize("with_biases", [False, True])
 def test_gradients_with_many_ratings_per_item(rng, shape, dtype, threads, with_biases):
     ratings, U, V, biases = _problem(rng, shape, dtype, with_biases=with_biases)
     native = latentmf.gradients(ratings, U, V, 0.2, biases=biases, threads=threads)
@@ -70,10 +81,8 @@ def test_gradients_with_many_ratings_per_item(rng, shape, dtype, threads, with_b
                  reference.loss(ratings, U, V, 0.2, biases=biases), dtype)
 
 
-@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("shape, threads, use_mask", spread(SHAPES, threads=[1, 2], use_mask=[False, True]))
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("use_mask", [False, True])
 def test_gradients_dense(rng, shape, dtype, threads, use_mask):
     ratings, U, V, _ = _problem(rng, shape, dtype)
     observed = np.zeros((len(U), len(V)), dtype=bool)
@@ -93,9 +102,8 @@ def test_gradients_dense(rng, shape, dtype, threads, use_mask):
         assert_close(dense, sparse, dtype)
 
 
-@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("shape, with_biases", spread(SHAPES, with_biases=[False, True]))
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("with_biases", [False, True])
 def test_sgd_epoch_in_given_order(rng, shape, dtype, with_biases):
     ratings, U, V, biases = _problem(rng, shape, dtype, with_biases=with_biases)
     order = rng.permutation(len(ratings))
@@ -111,26 +119,27 @@ def test_sgd_epoch_in_given_order(rng, shape, dtype, with_biases):
         assert_close(native_biases[2], biases[2], dtype)
 
 
-@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("shape, with_biases", spread(SHAPES, with_biases=[False, True]))
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("with_biases", [False, True])
-@pytest.mark.parametrize("grid", [False, True])
-@pytest.mark.parametrize("warm_up", [False, True])
-def test_warm_up_epoch(rng, shape, dtype, with_biases, grid, warm_up):
+def test_warm_up_epoch(rng, shape, dtype, with_biases):
+    """The warm-up epoch (the first 16 of 40 factors move) of plain SGD; AdaGrad's is in test_adagrad_epoch."""
     ratings, U, V, biases = _problem(rng, (shape[0], shape[1], shape[2], 40), dtype, with_biases=with_biases)
+    native_biases = None if biases is None else (biases[0], biases[1].copy(), biases[2].copy())
     U_native, V_native = U.copy(), V.copy()
     order = rng.permutation(len(ratings))
-    latentmf.sgd_epoch(ratings, U_native, V_native, 0.05, 0.1, order=order, warm_up=warm_up)
-    reference.sgd_epoch(ratings, U, V, 0.05, 0.1, order=order, warm_up=warm_up)
+    latentmf.sgd_epoch(ratings, U_native, V_native, 0.05, 0.1, order=order, biases=native_biases, warm_up=True)
+    reference.sgd_epoch(ratings, U, V, 0.05, 0.1, order=order, biases=biases, warm_up=True)
     assert_close(U_native, U, dtype)
     assert_close(V_native, V, dtype)
+    if biases is not None:
+        assert_close(native_biases[1], biases[1], dtype)
+        assert_close(native_biases[2], biases[2], dtype)
 
 
-@pytest.mark.parametrize("shape", SHAPES + [(20, 15, 90, 64), (20, 15, 90, 20)])
+@pytest.mark.parametrize("shape, with_biases, grid, warm_up",
+                         spread(SHAPES + [(20, 15, 90, 64), (20, 15, 90, 20)], with_biases=[False, True],
+                                grid=[False, True], warm_up=[False, True]))
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("with_biases", [False, True])
-@pytest.mark.parametrize("grid", [False, True])
-@pytest.mark.parametrize("warm_up", [False, True])
 def test_adagrad_epoch(rng, shape, dtype, with_biases, grid, warm_up):
     ratings, U, V, biases = _problem(rng, shape, dtype, with_biases=with_biases)
     accumulators = (rng.uniform(1, 2, (len(U), 2)).astype(dtype), rng.uniform(1, 2, (len(V), 2)).astype(dtype))
@@ -153,10 +162,10 @@ def test_adagrad_epoch(rng, shape, dtype, with_biases, grid, warm_up):
         assert_close(native_biases[2], biases[2], dtype)
 
 
+@pytest.mark.parametrize("blocks, threads, with_biases", [
+    (blocks, threads, with_biases) for blocks, (threads, with_biases) in
+    zip([1, 2, 3, 8], itertools.product([1, 2], [False, True]))])
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("blocks", [1, 2, 3, 8])
-@pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("with_biases", [False, True])
 def test_grid_epoch_equals_reference_in_the_grid_order(rng, dtype, blocks, threads, with_biases):
     ratings, U, V, biases = _problem(rng, (30, 25, 200, 5), dtype, with_biases=with_biases)
     native_biases = None if biases is None else (biases[0], biases[1].copy(), biases[2].copy())
@@ -181,3 +190,4 @@ def test_predict(rng, dtype):
     expected = reference.predict(model.U, model.V, users, items,
                                  (model.global_mean_, model.user_bias_, model.item_bias_))
     assert_close(model.predict(users, items), expected, dtype)
+

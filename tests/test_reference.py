@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import latentmf
 from latentmf import reference
 
 from conftest import random_biases, random_factors, random_ratings
@@ -109,3 +110,18 @@ def test_sgd_epoch_descends_on_average(rng):
     for _ in range(5):
         reference.sgd_epoch(ratings, U, V, 0.02, 0.05, order=rng.permutation(len(ratings)))
     assert reference.loss(ratings, U, V, 0.05) < before
+
+
+def test_twins_share_their_signatures():
+    """A native function and its reference twin take the same arguments, with the same kinds
+    (positional or keyword-only), so that tests and users can call one in place of the other;
+    the native one may add `threads` and the grid's settings."""
+    import inspect
+
+    native_only = {"threads", "blocks", "seed", "epoch"}
+    for name in ("loss", "gradients", "gradients_dense", "sgd_epoch"):
+        native = inspect.signature(getattr(latentmf, name)).parameters
+        twin = inspect.signature(getattr(reference, name)).parameters
+        shared = [(p.name, p.kind) for p in native.values() if p.name not in native_only]
+        assert shared == [(p.name, p.kind) for p in twin.values()], name
+        assert all(native[p].kind is inspect.Parameter.KEYWORD_ONLY for p in native_only & set(native)), name

@@ -100,8 +100,8 @@ def gradients_dense(R: Any, U: np.ndarray, V: np.ndarray, mask: Any = None, regu
                                  as_threads(threads))
 
 
-def sgd_epoch(ratings: Any, U: np.ndarray, V: np.ndarray, learning_rate: float, regularization: float = 0.0,
-              order: Any = None, threads: int | None = None, *, biases: Any = None, adagrad: Any = None,
+def sgd_epoch(ratings: Any, U: np.ndarray, V: np.ndarray, learning_rate: float, regularization: float = 0.0, *,
+              order: Any = None, threads: int | None = None, biases: Any = None, adagrad: Any = None,
               warm_up: bool = False, blocks: int | None = None, seed: int = 0, epoch: int = 0) -> float:
     """One SGD epoch, updating U and V (and the bias and accumulator arrays) in place.
 
