@@ -71,12 +71,15 @@ def test_equals_local_fit(client, ratings, blocks, workers, dtype):
     ("adagrad", True, 20, "float64"),
 ])
 def test_equals_local_fit_for_each_solver_and_width(client, ratings, solver, biases, factors, dtype):
+    # The history from the errors seen during each epoch (the default), or from the objective at
+    # its end (exact_loss): either way, the local fit's bits.
     settings = {"solver": solver, "biases": biases, "factors": factors, "dtype": dtype, "blocks": 5,
-                "learning_rate_decay": 0.1}
+                "learning_rate_decay": 0.1, "exact_loss": biases}
     local = _model(**settings).fit(ratings)
     fitted = ldask.fit(_model(**settings), ratings, client, workers=2)
     assert_same_model(local, fitted)
     assert fitted.history_["loss"] == local.history_["loss"]
+    assert fitted.history_["train_rmse"] == local.history_["train_rmse"]
 
 
 @pytest.mark.parametrize("blocks, workers", [(4, 2), (5, 3), (8, 8)])

@@ -63,7 +63,7 @@ POINTS = [
     ("adagrad", "sgd_grid", 1),  # first sub-epoch of the first epoch
     ("adagrad", "sgd_grid", 11),  # third sub-epoch of the third epoch
     ("sgd", "sgd_grid", 8),  # the last sub-epoch of the second epoch
-    ("adagrad", "grid_objective", 3),  # the loss at the end of the third epoch
+    ("adagrad", "penalty_of_norms", 5),  # the loss at the end of the third epoch (two per epoch)
     ("sgd", "predict", 2),  # the validation RMSE of the second epoch
     ("gd", "gradients", 4),  # the step of the fourth epoch
     ("gd", "objective", 1),  # the loss after the first step

@@ -86,7 +86,7 @@ def test_learning_rate_decay_shrinks_the_step(rng):
 def test_history_records_every_epoch(rng):
     train = random_ratings(rng, 50, 40, 600)
     test = random_ratings(rng, 50, 40, 100)
-    model = latentmf.MatrixFactorization(factors=4, epochs=6).fit(train, validation=test)
+    model = latentmf.MatrixFactorization(factors=4, epochs=6, exact_loss=True).fit(train, validation=test)
     history = model.history_
     assert history["epoch"] == list(range(6))
     assert all(len(history[key]) == 6 for key in ("loss", "train_rmse", "validation_rmse", "seconds"))
@@ -99,6 +99,26 @@ def test_history_records_every_epoch(rng):
     train_rmse = np.sqrt(np.mean((model.predict(train.users, train.items) - train.values) ** 2))
     assert history["train_rmse"][-1] == pytest.approx(train_rmse, rel=1e-5)
     assert np.isnan(_fit(train).history_["validation_rmse"]).all()
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adagrad"])
+def test_by_default_the_history_holds_the_errors_seen_during_the_epoch(rng, solver):
+    """No extra pass over the ratings: the squared errors are those sgd_epoch returns (each before
+    its update), the penalty is that of the factors at the end of the epoch."""
+    train = random_ratings(rng, 50, 40, 600)
+    params = {"factors": 4, "epochs": 3, "solver": solver, "biases": False, "blocks": 3, "seed": 4}
+    model = latentmf.MatrixFactorization(**params).fit(train)
+    replay = latentmf.MatrixFactorization(**{**params, "epochs": 0}).fit(train)
+    U, V = replay.U.copy(), replay.V.copy()
+    adagrad = (np.ones((50, 2), np.float32), np.ones((40, 2), np.float32)) if solver == "adagrad" else None
+    rate = model._state().derived["default_learning_rate"]
+    for epoch in range(3):
+        seen = latentmf.sgd_epoch(train, U, V, rate, model.regularization, adagrad=adagrad, blocks=3, seed=4,
+                                  epoch=epoch, warm_up=solver == "adagrad" and epoch == 0)
+        penalty = latentmf.loss(train, U, V, 1.0) - latentmf.loss(train, U, V, 0.0)
+        assert model.history_["train_rmse"][epoch] == pytest.approx(np.sqrt(seen / len(train)), rel=1e-6)
+        assert model.history_["loss"][epoch] == pytest.approx(0.5 * seen + model.regularization * penalty, rel=1e-5)
+    np.testing.assert_array_equal(U, model.U)
 
 
 def test_verbose_prints_one_line_per_epoch(rng, capsys):

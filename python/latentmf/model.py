@@ -98,6 +98,12 @@ class MatrixFactorization(FactorModel):
         bias of whichever side is known (no factor term), and recommend to an unknown user the
         items with the highest item bias (in item order without biases); unknown items in fold_in
         are skipped. similar_items always raises for an unknown item.
+    exact_loss : bool
+        How the SGD solvers fill history_'s "loss" and "train_rmse". False: from the errors seen
+        during the epoch, each before its update, and the penalty of the factors at the end of
+        the epoch (no pass over the ratings besides the epoch's own; as LIBMF reports it). True:
+        the objective at the end of the epoch (as `latentmf.loss` computes it), which costs one
+        more pass over the ratings per epoch. "gd" always reports the objective at the end.
 
     Threads
     -------
@@ -135,8 +141,9 @@ class MatrixFactorization(FactorModel):
     user_ids_, item_ids_ : IdMap or None
         The raw ids of the rows of U and V, None when the training ratings used dense indices.
     history_ : dict of lists
-        Per epoch: "epoch" (counted over the whole training), "loss", "train_rmse",
-        "validation_rmse" (NaN without validation), "seconds" (wall time, evaluation included).
+        Per epoch: "epoch" (counted over the whole training), "loss" and "train_rmse" (see
+        exact_loss), "validation_rmse" (NaN without validation), "seconds" (wall time,
+        evaluation included).
     best_epoch_ : int or None
         With early_stopping, the epoch whose factors the model keeps; None otherwise.
     fit_report_ : object or None
@@ -167,6 +174,7 @@ class MatrixFactorization(FactorModel):
         warm_start: bool = False,
         progress: bool = False,
         unknown: str = "error",
+        exact_loss: bool = False,
     ) -> None:
         self.factors = factors
         self.solver = solver
@@ -186,6 +194,7 @@ class MatrixFactorization(FactorModel):
         self.warm_start = warm_start
         self.progress = progress
         self.unknown = unknown
+        self.exact_loss = exact_loss
 
     def __sklearn_tags__(self) -> Any:
         # Only scikit-learn calls this, so only then is scikit-learn imported.
@@ -204,7 +213,7 @@ class MatrixFactorization(FactorModel):
             dtype = repr(self.dtype)
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
-        for name in ("biases", "warm_start", "progress", "verbose"):
+        for name in ("biases", "warm_start", "progress", "verbose", "exact_loss"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.unknown not in UNKNOWN_POLICIES:
@@ -231,6 +240,7 @@ class MatrixFactorization(FactorModel):
             "warm_start": bool(self.warm_start),
             "progress": bool(self.progress),
             "unknown": self.unknown,
+            "exact_loss": bool(self.exact_loss),
         }
         # The model computes in `dtype`: values it cannot hold are refused here, by name.
         if settings["learning_rate"] is not None:

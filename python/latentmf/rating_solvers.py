@@ -159,6 +159,12 @@ class RatingTrainer(Trainer):
                 f"{step(self.settings, self.learning_rate, epoch):g}).")
 
 
+def side_penalty(factors: np.ndarray, bias: np.ndarray | None, counts: np.ndarray, threads: int) -> float:
+    """sum_n count_n (|x_n|^2 + bias_n^2) of one side, as the exact objective adds it (the same bits)."""
+    norms = _core.row_squared_norms(factors.reshape(-1), len(factors), factors.shape[1], threads)
+    return _core.penalty_of_norms(norms, bias, counts, threads)
+
+
 class SgdTrainer(RatingTrainer):
     """SGD over the block grid, with a fixed step ("sgd") or per-row AdaGrad steps ("adagrad")."""
 
@@ -166,16 +172,23 @@ class SgdTrainer(RatingTrainer):
         super().__init__(native, settings, learning_rate, layout(settings))
         self.grid = data.native_grid(settings["dtype"], settings["blocks"], settings["seed"], self.threads)
         self.n_ratings = len(data)
+        self.exact = settings["exact_loss"]
+        self.counts = (self.grid.user_counts(), self.grid.item_counts())
         self.adagrad = settings["solver"] == "adagrad"
         self.accumulators: tuple[Any, Any] = ((native.user_accumulators, native.item_accumulators)
                                               if self.adagrad else (None, None))
 
     def run_epoch(self, epoch: int) -> dict[str, float]:
-        """One epoch, stopping early as soon as a sub-epoch leaves a value that is not finite."""
+        """One epoch, stopping early as soon as a sub-epoch leaves a value that is not finite.
+
+        The record's squared errors are those seen during the epoch, each before its update (no
+        pass over the ratings besides the epoch's own), and its penalty is that of the factors at
+        the end; with exact_loss, both are the objective at the end of the epoch."""
         learning_rate = step(self.settings, self.learning_rate, epoch)
         # AdaGrad's first epoch of the model's training warms up the leading factors only (see
         # sgd_epoch); a continued training never repeats it.
         warm_up = self.adagrad and epoch == 0
+        seen = 0.0
         # One native call per sub-epoch, so that Ctrl-C is seen within one sub-epoch.
         for sub_epoch in range(self.grid.blocks):
             squared_errors = _core.sgd_grid(self.grid, self.U, self.V, learning_rate, self.regularization, epoch,
@@ -185,7 +198,15 @@ class SgdTrainer(RatingTrainer):
             if not math.isfinite(squared_errors) or (
                     self.adagrad and not all(np.isfinite(a).all() for a in self.accumulators)):
                 return {"loss": math.inf}
-        return self.record(*self.objective())
+            seen += squared_errors
+        if self.exact:
+            return self.record(*self.objective())
+        # The penalty of factors that overflowed is not finite: divergence is still caught at once.
+        return self.record(seen, self.penalty())
+
+    def penalty(self) -> float:
+        return (side_penalty(self.U, self.user_bias, self.counts[0], self.threads)
+                + side_penalty(self.V, self.item_bias, self.counts[1], self.threads))
 
     def objective(self) -> tuple[float, float]:
         return _core.grid_objective(self.grid, self.U, self.V, self.global_mean, self.user_bias,

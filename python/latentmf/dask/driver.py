@@ -159,6 +159,20 @@ def _choose_workers(client: Client, workers: int | Sequence[str] | None, blocks:
     return chosen
 
 
+def _errors_seen(per_worker: list[list[tasks.Stats]]) -> float:
+    """The squared errors seen during an epoch, added as a local fit adds them: each sub-epoch's
+    blocks in user-group order (the workers own contiguous groups, in worker order), then the
+    sub-epochs in order."""
+    seen = 0.0
+    for sub_epoch in range(len(per_worker[0])):
+        errors = 0.0
+        for entries in per_worker:
+            for error in entries[sub_epoch][0]:
+                errors += error
+        seen += errors
+    return seen
+
+
 def _wait_for_workers(client: Client, n: int, timeout: float = 30.0) -> None:
     try:
         client.wait_for_workers(n, timeout=timeout)
@@ -209,7 +223,9 @@ class DaskTrainer(Trainer):
             if t not in self.pending:
                 self.pending[t] = self.cluster.submit_epoch(t, self._step(t))
         submitted = self.pending.pop(epoch)
-        stats = [entry for per_worker in self.cluster.wait(submitted["stats"]) for entry in per_worker]
+        # per worker, per sub-epoch: (errors of its blocks, all finite, seconds)
+        per_worker = self.cluster.wait(submitted["stats"])
+        stats = [entry for entries in per_worker for entry in entries]
         evaluation = self.cluster.wait(submitted["evaluation"]) if submitted["evaluation"] else []
         self.cluster.read_transfer_logs()
         compute = sum(seconds for _, _, seconds in stats) + sum(e["seconds"] for e in evaluation)
@@ -219,7 +235,9 @@ class DaskTrainer(Trainer):
             return {"loss": math.inf, "train_rmse": math.inf}
         if not evaluation:
             return {"loss": math.nan, "train_rmse": math.nan}
-        squared_errors, penalty = self.cluster.objective(evaluation)
+        squared_errors = (self.cluster.errors_at_the_end(evaluation) if self.settings["exact_loss"]
+                          else _errors_seen(per_worker))
+        penalty = self.cluster.penalty(evaluation)
         return {"loss": 0.5 * (squared_errors + self.settings["regularization"] * penalty),
                 "train_rmse": math.sqrt(squared_errors / self.inputs.size)}
 
@@ -419,7 +437,8 @@ class _Cluster:
         self.seen = [info["seen"] for info in infos] if self.keep_seen else None
         self.result_bytes = sum(a.nbytes for pair in (self.seen or []) for a in pair)
         self.task_settings = tasks.TaskSettings(self.layout, settings["regularization"],
-                                                native.global_mean if settings["biases"] else 0.0, threads)
+                                                native.global_mean if settings["biases"] else 0.0, threads,
+                                                settings["exact_loss"])
         self.initial, setup_bytes = self._scatter_states(native, setup_bytes)
         self.setup_bytes = setup_bytes
         self.read_transfer_logs()  # set-up transfers are not counted as training moves
@@ -479,10 +498,21 @@ class _Cluster:
     def shards_of(self, w: int) -> list[Future]:
         return [self.shards[p] for p in self.plan.groups[w]]
 
-    def objective(self, evaluation: list[dict[str, Any]]) -> tuple[float, float]:
-        """(squared_errors, penalty) of an epoch's end state, added as grid_objective adds them."""
+    def errors_at_the_end(self, evaluation: list[dict[str, Any]]) -> float:
+        """The squared errors of an epoch's end state, added as grid_objective adds them."""
         B, plan = self.B, self.plan
         block_errors = [0.0] * (B * B)
+        for w, result in enumerate(evaluation):
+            for i, p in enumerate(plan.groups[w]):
+                block_errors[p * B:(p + 1) * B] = result["errors"][i * B:(i + 1) * B]
+        squared_errors = 0.0
+        for error in block_errors:
+            squared_errors += error
+        return squared_errors
+
+    def penalty(self, evaluation: list[dict[str, Any]]) -> float:
+        """The penalty of an epoch's end state, added as the local objective adds it."""
+        plan = self.plan
         dtype = np.dtype(self.settings["dtype"])
         biases = self.settings["biases"]
         user_norms = np.zeros(self.inputs.n_users, dtype)
@@ -491,7 +521,6 @@ class _Cluster:
         item_bias = np.zeros(self.inputs.n_items, dtype) if biases else None
         for w, result in enumerate(evaluation):
             for i, p in enumerate(plan.groups[w]):
-                block_errors[p * B:(p + 1) * B] = result["errors"][i * B:(i + 1) * B]
                 norms, bias = result["users"][i]
                 user_norms[self.user_rows[p]] = norms
                 if user_bias is not None:
@@ -500,13 +529,9 @@ class _Cluster:
                 item_norms[self.item_rows[q]] = norms
                 if item_bias is not None:
                     item_bias[self.item_rows[q]] = bias
-        squared_errors = 0.0
-        for error in block_errors:
-            squared_errors += error
         threads = as_threads(self.settings["threads"])
-        penalty = (_core.penalty_of_norms(user_norms, user_bias, self.user_counts, threads)
-                   + _core.penalty_of_norms(item_norms, item_bias, self.item_counts, threads))
-        return squared_errors, penalty
+        return (_core.penalty_of_norms(user_norms, user_bias, self.user_counts, threads)
+                + _core.penalty_of_norms(item_norms, item_bias, self.item_counts, threads))
 
     def read_transfer_logs(self) -> None:
         """Adds up, from the workers' logs, the bytes of this fit's keys sent between workers."""

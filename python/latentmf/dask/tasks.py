@@ -39,6 +39,9 @@ class TaskSettings:
     regularization: float
     global_mean: float
     threads: int
+    #: Whether the evaluation after an epoch computes the squared errors of every block (the
+    #: objective at the end of the epoch) besides the norms of the rows.
+    exact: bool = False
 
 
 def worker_threads(threads: int) -> int:
@@ -140,16 +143,20 @@ def _finite(array: np.ndarray | None) -> bool:
 
 def evaluate_task(shards: list[Shard], user_states: list[np.ndarray], item_states: list[np.ndarray],
                   own_items: list[int], settings: TaskSettings) -> dict[str, Any]:
-    """The squared errors of every block of this worker's user groups after an epoch, and the
-    squared norms (and biases) of its user groups' rows and of the item groups in `own_items`."""
+    """The squared norms (and biases) of this worker's user groups' rows and of the item groups in
+    `own_items` after an epoch, and with settings.exact the squared errors of every block of its
+    user groups."""
     start = time.perf_counter()
     blocks = len(item_states)
     threads = worker_threads(settings.threads)
     layout = settings.layout
-    grids = [shard.grid for shard in shards for _ in range(blocks)]
-    users = [state for state in user_states for _ in range(blocks)]
-    errors = _core.shard_errors(grids, users, list(item_states) * len(shards), list(range(blocks)) * len(shards),
-                                layout.factors, settings.global_mean, layout.biases, layout.adagrad, threads)
+    errors: list[float] = []
+    if settings.exact:
+        grids = [shard.grid for shard in shards for _ in range(blocks)]
+        users = [state for state in user_states for _ in range(blocks)]
+        errors = _core.shard_errors(grids, users, list(item_states) * len(shards),
+                                    list(range(blocks)) * len(shards), layout.factors, settings.global_mean,
+                                    layout.biases, layout.adagrad, threads)
 
     def rows(state: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         norms = _core.row_squared_norms(state, layout.rows(state), layout.factors, threads)
