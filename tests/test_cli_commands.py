@@ -175,3 +175,46 @@ def test_every_command_has_help_a_new_user_can_follow(command):
     assert "--format" in result.stdout or command == "train"
     assert "examples:" in subprocess.run([sys.executable, "-m", "latentmf", "--help"], capture_output=True,
                                          text=True, timeout=120).stdout
+
+
+def test_a_reader_that_closes_the_pipe_ends_the_command_quietly():
+    """`latentmf info | head -3` printed "error: [Errno 32] Broken pipe" and exited with 2."""
+    child = subprocess.Popen([sys.executable, "-m", "latentmf", "info"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+    child.stdout.close()  # before the child writes: its first write finds no reader
+    err = child.stderr.read().decode()
+    assert child.wait(timeout=60) == 0 and err == ""
+
+
+def test_an_unknown_user_names_the_command_line_option(capsys, tmp_path, ratings_csv):
+    model_path, _ = _train(capsys, tmp_path, ratings_csv)
+    code, _, err = _run(capsys, "recommend", model_path, "--user", "user999999", "--unknown", "error")
+    assert code == 2
+    assert err.strip() == ("latentmf recommend: error: users[0] = 'user999999' is not among the users of the "
+                           "training data (--unknown mean answers unknown ids from the mean rating and biases)")
+    code, out, err = _run(capsys, "recommend", model_path, "--user", "user999999", "--unknown", "mean", "-k", 2)
+    assert code == 0 and len(out.splitlines()) == 3
+
+
+def test_by_default_predict_answers_an_unknown_item_with_a_note(capsys, tmp_path, ratings_csv):
+    model_path, _ = _train(capsys, tmp_path, ratings_csv, "--unknown", "warn")
+    code, out, err = _run(capsys, "predict", model_path, "--user", "user1", "--item", "100", "--item", "99999")
+    assert code == 0 and len(out.splitlines()) == 3
+    assert err.strip() == ("latentmf predict: note: 1 of 2 pairs have a user or item the model was not trained on: "
+                           "predicted from the mean rating and the known biases (unknown='mean' silences this, "
+                           "unknown='error' refuses them)")
+
+
+def test_a_rating_that_is_not_a_number_is_named_with_its_line(capsys, tmp_path):
+    path = tmp_path / "ratings.csv"
+    path.write_text("user,item,rating\n1,2,4\n1,3,abc\n2,2,5\n")
+    code, _, err = _run(capsys, "train", path, "-o", tmp_path / "m.npz", "--epochs", 1)
+    assert code == 2 and err.strip() == f"latentmf train: error: {path}, line 3: the rating 'abc' is not a number"
+
+
+def test_saving_into_a_missing_folder_names_the_folder(capsys, tmp_path, ratings_csv):
+    target = tmp_path / "missing" / "m.npz"
+    code, _, err = _run(capsys, "train", ratings_csv, "-o", target, "--epochs", 1, "--no-progress")
+    assert code == 2
+    assert err.strip().endswith(f"no such directory to save the model in: '{tmp_path / 'missing'}'")
+    assert not (tmp_path / "missing").exists()

@@ -140,7 +140,7 @@ class _Paused:
 @pytest.fixture
 def fitted(rng):
     ratings = random_ratings(rng, 60, 40, 1000)
-    return latentmf.MatrixFactorization(factors=4, epochs=4, seed=5).fit(ratings), ratings
+    return latentmf.MatrixFactorization(factors=4, epochs=4, seed=5, unknown="error").fit(ratings), ratings
 
 
 @pytest.mark.parametrize("call, match", [

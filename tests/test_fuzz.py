@@ -183,7 +183,7 @@ def test_sgd_over_the_grid(problem, blocks, seed, epoch, learning_rate, adagrad,
 def _model_with(ratings, U, V, biases, dtype):
     """A fitted model (zero epochs) whose factors and biases are set to the given ones."""
     model = latentmf.MatrixFactorization(factors=U.shape[1], epochs=0, biases=biases is not None,
-                                         dtype=np.dtype(dtype).name).fit(ratings)
+                                         dtype=np.dtype(dtype).name, clip=False).fit(ratings)
     model.U[...] = U
     model.V[...] = V
     if biases is not None:

@@ -159,7 +159,7 @@ class TestZeroCopy:
         assert model.U.shape == (30, 8) and model.V.shape == (20, 8)
 
     def test_a_write_through_the_view_changes_predictions(self, rng):
-        model = _fit(random_ratings(rng, 30, 20, 200), biases=False)
+        model = _fit(random_ratings(rng, 30, 20, 200), biases=False, clip=False)
         before = model.predict([3], [4])[0]
         model.U[3] *= 2
         assert model.predict([3], [4])[0] == pytest.approx(2 * before, rel=1e-6)
@@ -240,3 +240,25 @@ def test_split_is_seeded_and_disjoint(rng):
     again = ratings.split(0.2, seed=1)[1]
     np.testing.assert_array_equal(again.users, test.users)
     assert len(ratings.split(25, seed=1)[1]) == 25
+
+
+def test_predictions_are_clipped_to_the_training_range_and_top_n_scores_are_not(rng):
+    ratings = random_ratings(rng, 30, 20, 300, low=1.0, high=5.0)
+    model = _fit(ratings, biases=False, clip=True)
+    model.U[...] = 3.0  # every prediction far above 5
+    low, high = ratings.value_range
+    assert (model.predict(ratings.users, ratings.items) == np.float32(high)).all()
+    model.U[...] = -3.0
+    assert (model.predict(ratings.users, ratings.items) == np.float32(low)).all()
+    items, scores = model.recommend(0, k=3)
+    np.testing.assert_allclose(scores, model.U[0] @ model.V[items].T, rtol=1e-6)  # the formula's own values
+    unclipped = model.set_params(clip=False).predict(ratings.users[:5], ratings.items[:5])
+    assert (unclipped < low).all()
+
+
+def test_ratings_the_dtype_cannot_hold_are_named():
+    ratings = latentmf.Ratings([0, 1, 2], [0, 1, 1], np.array([3.0, 1e40, 2.0]))
+    with pytest.raises(ValueError, match=r"values\[1\] = 1e\+40 does not fit in float32, the model's dtype"):
+        latentmf.MatrixFactorization(factors=2).fit(ratings)
+    assert latentmf.MatrixFactorization(factors=2, epochs=1, dtype="float64", regularization=0.0,
+                                        learning_rate=1e-90, solver="sgd").fit(ratings)._is_fitted()

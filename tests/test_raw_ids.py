@@ -22,7 +22,7 @@ def _raw_ratings(rng, n_users=40, n_items=30, n_ratings=600):
 @pytest.fixture
 def fitted(rng):
     raw, dense = _raw_ratings(rng)
-    params = dict(factors=4, epochs=5, dtype="float64")
+    params = dict(factors=4, epochs=5, dtype="float64", unknown="error")
     return latentmf.MatrixFactorization(**params).fit(raw), latentmf.MatrixFactorization(**params).fit(dense), dense
 
 
@@ -102,6 +102,22 @@ class TestRawIds:
                 call()
         with pytest.raises(ValueError, match="users must be one id or a 1-dimensional array"):
             model.recommend_all([["u001"]])
+
+    def test_by_default_predict_answers_unknown_ids_with_a_warning_and_recommend_refuses(self, fitted):
+        model, _, _ = fitted
+        model.set_params(unknown="warn")
+        with pytest.warns(latentmf.UnknownIdWarning, match="2 of 3 pairs have a user or item the model was not "
+                                                            "trained on"):
+            predictions = model.predict(["u001", "nobody", "u001"], [1007, 1007, 5])
+        model.set_params(unknown="mean")
+        np.testing.assert_array_equal(predictions, model.predict(["u001", "nobody", "u001"], [1007, 1007, 5]))
+        model.set_params(unknown="warn")
+        with pytest.raises(latentmf.UnknownIdError, match="'nobody' is not among the users") as caught:
+            model.recommend("nobody")
+        assert "unknown='mean'" in caught.value.hint and caught.value.problem == (
+            "user = 'nobody' is not among the users of the training data")
+        with pytest.raises(ValueError, match="items\\[0\\] = 5 is not among the items"):
+            model.fold_in([5], [4.0])
 
     def test_the_mean_policy_predicts_from_the_mean_and_known_biases(self, fitted):
         model, _, dense = fitted

@@ -17,7 +17,7 @@ def _xy(ratings):
 def test_get_and_set_params_without_scikit_learn():
     model = latentmf.MatrixFactorization(factors=4, regularization=0.1)
     params = model.get_params()
-    assert params["factors"] == 4 and params["regularization"] == 0.1 and params["unknown"] == "error"
+    assert params["factors"] == 4 and params["regularization"] == 0.1 and params["unknown"] == "warn"
     assert list(params) == list(latentmf.MatrixFactorization._parameter_names())
     assert model.set_params(epochs=3, solver="sgd") is model and (model.epochs, model.solver) == (3, "sgd")
     with pytest.raises(ValueError, match="invalid parameter 'factor' for MatrixFactorization"):

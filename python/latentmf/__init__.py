@@ -14,7 +14,7 @@ _openmp.bound_environment()
 
 from . import _core, _isa, datasets, metrics, reference
 from ._version import __version__
-from .answers import TopItems, UserFactors
+from .answers import TopItems, UnknownIdError, UnknownIdWarning, UserFactors
 from .base import FactorModel, NotFittedError
 from .data import Ratings
 from .functions import gradients, gradients_dense, loss, sgd_epoch, sgd_order
@@ -58,6 +58,8 @@ __all__ = [
     "NotFittedError",
     "Ratings",
     "TopItems",
+    "UnknownIdError",
+    "UnknownIdWarning",
     "UserFactors",
     "__version__",
     "build_info",

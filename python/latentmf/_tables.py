@@ -84,6 +84,20 @@ def _typed(column: np.ndarray) -> np.ndarray:
     return text
 
 
+def numbers(values: np.ndarray, role: str, path: str, header: bool) -> np.ndarray:
+    """A column that must hold numbers, or ValueError naming the first cell that is not one (its
+    line in the file, counting the header)."""
+    if values.dtype.kind in "iufb":
+        return values
+    for k, cell in enumerate(values):
+        try:
+            float(cell)
+        except (TypeError, ValueError):
+            line = k + 1 + int(header)
+            raise ValueError(f"{path}, line {line}: the {role} {str(cell)!r} is not a number") from None
+    return values.astype(np.float64)
+
+
 def column(table: dict[str, np.ndarray], role: str, name: str | None, path: str, required: bool = True) -> Any:
     """The column for `role` (user, item, rating, timestamp): the named one, or the first alias found."""
     if name is not None:

@@ -35,13 +35,29 @@ class TopItems(NamedTuple):
     scores: np.ma.MaskedArray
 
 
+class UnknownIdError(ValueError):
+    """An id the model's training data did not have. `problem` names the id, `hint` (possibly
+    empty) says how the model could answer it instead; the message is both."""
+
+    def __init__(self, problem: str, hint: str = "") -> None:
+        super().__init__(problem + hint)
+        self.problem, self.hint = problem, hint
+
+
+class UnknownIdWarning(UserWarning):
+    """A prediction met user or item ids the model was not trained on, and answered them from what
+    it knows (see MatrixFactorization's `unknown`)."""
+
+
 class Answers:
     """Predictions, top-N, similarity and fold-in over a model's fitted state.
 
-    A model class may override: ``_unknown_policy()`` (what unknown ids become),
-    ``_unknown_hint(side)``, ``_predict_unknown(users, items)`` and ``_cold_top(k)`` (answers for
-    unknown users under a policy that keeps them), and must provide ``_solve_user(items, values)``
-    (the row solve of fold_in).
+    A model class may override: ``_unknown_policy(use)`` (what unknown ids become in predict,
+    recommend or fold_in), ``_unknown_hint(side)``, ``_note_unknown(count, total)`` (after a
+    prediction that met unknown ids), ``_predict_unknown(users, items)`` and ``_cold_top(k)``
+    (answers for unknown ids under a policy that keeps them), ``_output(predictions)`` (what
+    predictions become, e.g. clipped), and must provide ``_solve_user(items, values)`` (the row
+    solve of fold_in).
     """
 
     def _state(self) -> FittedState:
@@ -50,9 +66,17 @@ class Answers:
     def _solve_user(self, items: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, float]:
         raise NotImplementedError
 
-    def _unknown_policy(self) -> str:
-        """What ids the training data did not have become: "error" raises, "mean" marks them -1."""
+    def _unknown_policy(self, use: str) -> str:
+        """What ids the training data did not have become in `use` ("predict", "recommend" or
+        "fold_in"): "error" raises, "mean" marks them -1 for the method to answer them."""
         return "error"
+
+    def _note_unknown(self, count: int, total: int) -> None:
+        """Called when a prediction of `total` pairs answered `count` with unknown ids."""
+
+    def _output(self, predictions: np.ndarray) -> np.ndarray:
+        """Predictions as predict returns them (in place)."""
+        return predictions
 
     def _threads(self) -> int:
         """The binding's thread count from the current `threads` (it never changes a result, so
@@ -67,16 +91,17 @@ class Answers:
 
     # Ids in and out
 
-    def _indices(self, values: Any, side: str, name: str, *, unknown: str | None = None) -> np.ndarray:
+    def _indices(self, values: Any, side: str, name: str, *, use: str = "predict",
+                 unknown: str | None = None) -> np.ndarray:
         """Dense int64 indices of user or item ids (raw ids when the model has an id map).
 
         Ids the model does not know raise ValueError under the "error" policy; under "mean" they
-        come back as -1.
+        come back as -1. The policy is `unknown`, or the model's for `use`.
         """
         data = self._state().data
         ids = data.user_ids if side == "user" else data.item_ids
         count = data.n_users if side == "user" else data.n_items
-        policy = self._unknown_policy() if unknown is None else unknown
+        policy = self._unknown_policy(use) if unknown is None else unknown
         if np.ndim(values) > 1:
             raise ValueError(f"{name} must be one id or a 1-dimensional array of ids, got shape {np.shape(values)}")
         array = np.atleast_1d(np.asarray(values))
@@ -97,7 +122,7 @@ class Answers:
             where = f"{name}[{first}]" if np.ndim(values) else name
             shown = (f"{array[first].item()!r} is not among the {side}s of the training data" if ids is not None
                      else f"{array[first].item()} is outside [0, n_{side}s={count})")
-            raise ValueError(f"{where} = {shown}{self._unknown_hint(side) if unknown is None else ''}")
+            raise UnknownIdError(f"{where} = {shown}", self._unknown_hint(side) if unknown is None else "")
         return np.where(known, indices, -1)
 
     def _unknown_hint(self, side: str) -> str:
@@ -134,11 +159,12 @@ class Answers:
                              f"{len(item_indices)}")
         known = (user_indices >= 0) & (item_indices >= 0)
         if known.all():
-            return self._predict_indices(user_indices, item_indices)
+            return self._output(self._predict_indices(user_indices, item_indices))
         predictions = np.empty(len(known), dtype=self._state().dtype)
         predictions[known] = self._predict_indices(user_indices[known], item_indices[known])
         predictions[~known] = self._predict_unknown(user_indices[~known], item_indices[~known])
-        return predictions
+        self._note_unknown(int(np.count_nonzero(~known)), len(known))
+        return self._output(predictions)
 
     def _predict_indices(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         native = self._state().native
@@ -148,13 +174,13 @@ class Answers:
         return _core.predict(native.U, native.V, users, items, global_mean, user_bias, item_bias, self._threads())
 
     def _rmse(self, data: Ratings, chunk: int = 1 << 20) -> float:
-        """RMSE of the predictions for `data` (indices of this model), a chunk at a time:
+        """RMSE of predict's predictions for `data` (indices of this model), a chunk at a time:
         whole-array temporaries would cost 16+ bytes per rating."""
         squared = 0.0
         for start in range(0, len(data), chunk):
             part = slice(start, start + chunk)
-            errors = np.subtract(self._predict_indices(data.users[part], data.items[part]), data.values[part],
-                                 dtype=np.float64)
+            predictions = self._output(self._predict_indices(data.users[part], data.items[part]))
+            errors = np.subtract(predictions, data.values[part], dtype=np.float64)
             squared += float(errors @ errors)
         return math.sqrt(squared / len(data))
 
@@ -175,7 +201,7 @@ class Answers:
         if np.ndim(user) != 0:
             raise TypeError(f"user must be a single id, got shape {np.shape(user)}: use recommend_all for many users")
         k = as_integer(k, "k", 1)
-        items, scores = self._recommend(self._indices(user, "user", "user"), k, exclude_seen)
+        items, scores = self._recommend(self._indices(user, "user", "user", use="recommend"), k, exclude_seen)
         found = items[0] >= 0
         return self._item_ids_out(items[0][found]), scores[0][found]
 
@@ -188,7 +214,7 @@ class Answers:
         the row is masked."""
         k = as_integer(k, "k", 1)
         indices = (np.arange(self._state().data.n_users, dtype=np.int64) if users is None
-                   else self._indices(users, "user", "users"))
+                   else self._indices(users, "user", "users", use="recommend"))
         return self._top_items_out(*self._recommend(indices, k, exclude_seen))
 
     def _recommend(self, users: np.ndarray, k: int, exclude_seen: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -263,7 +289,7 @@ class Answers:
         item ids (raw when the model has id maps); unknown items raise, or are skipped under a
         policy that keeps unknown ids. With no (known) items the user gets the solve of an empty
         row. Use the result with `recommend_for` and `predict_for`; the model is not changed."""
-        indices = self._indices(items, "item", "items")
+        indices = self._indices(items, "item", "items", use="fold_in")
         ratings = self._fold_in_values(values, len(indices))
         known = indices >= 0
         factors, bias = self._solve_user(indices[known], ratings[known])
@@ -322,8 +348,9 @@ class Answers:
         else:
             predictions[~known] = state.data.mean
         predictions[known] = scores
-        return predictions.astype(state.dtype)
-
+        if not known.all():
+            self._note_unknown(int(np.count_nonzero(~known)), len(known))
+        return self._output(predictions.astype(state.dtype))
 
 
 def _fill_rows(known_rows: np.ndarray, known: np.ndarray, row: np.ndarray) -> np.ndarray:

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 import time
+import warnings
+from collections.abc import Iterator
 from typing import Any, Sequence
 
 import numpy as np
 
 from . import __version__, build_info
-from ._tables import column, read_table, write_rows
+from ._tables import column, numbers, read_table, write_rows
+from .answers import UnknownIdError, UnknownIdWarning
 from .base import FactorModel
 from .data import Ratings
 from .datasets import load_movielens, synthetic
@@ -66,6 +71,17 @@ def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of the standard output")
 
 
+def _add_unknown_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--unknown", choices=["warn", "mean", "error"], default=None,
+                        help="ids the model was not trained on: predict them from the mean rating and biases with a "
+                             "note (warn), or without (mean; recommend then lists the items of highest bias), or "
+                             "refuse them (error) (default: the model's own setting)")
+
+
+#: What the command line says of an unknown id instead of the Python API's hint.
+UNKNOWN_HINT = " (--unknown mean answers unknown ids from the mean rating and biases)"
+
+
 def _raw_columns(args: argparse.Namespace) -> dict[str, Any]:
     """The ratings as raw columns (user, item, rating, timestamp or None), from the file or dataset."""
     if args.dataset is not None:
@@ -77,8 +93,10 @@ def _raw_columns(args: argparse.Namespace) -> dict[str, Any]:
     if args.data is None:
         raise ValueError("give a ratings file or --dataset NAME")
     table = read_table(args.data, header=not args.no_header)
-    return {role: column(table, role, getattr(args, f"{role}_col"), args.data, required=role != "timestamp")
-            for role in ("user", "item", "rating", "timestamp")}
+    columns = {role: column(table, role, getattr(args, f"{role}_col"), args.data, required=role != "timestamp")
+               for role in ("user", "item", "rating", "timestamp")}
+    columns["rating"] = numbers(columns["rating"], "rating", args.data, header=not args.no_header)
+    return columns
 
 
 def _raw_ids(ids: Any, indices: np.ndarray) -> np.ndarray:
@@ -195,8 +213,16 @@ def _ids(model_ids: Any, values: Sequence[Any], name: str) -> np.ndarray:
         raise ValueError(f"{name} must be integers for this model, got {array.tolist()[:3]}") from None
 
 
-def _predict(args: argparse.Namespace) -> int:
+def _answering(args: argparse.Namespace) -> FactorModel:
+    """The model of MODEL, with the --unknown policy when given."""
     model = _load_model(args.model)
+    if args.unknown is not None:
+        model.set_params(unknown=args.unknown)
+    return model
+
+
+def _predict(args: argparse.Namespace) -> int:
+    model = _answering(args)
     if args.data is not None:
         table = read_table(args.data, header=not args.no_header)
         users = column(table, "user", args.user_col, args.data)
@@ -217,7 +243,7 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _recommend(args: argparse.Namespace) -> int:
-    model = _load_model(args.model)
+    model = _answering(args)
     if args.all:
         users = model.user_ids_.ids if model.user_ids_ is not None else np.arange(model.n_users_)
     elif args.users_file is not None:
@@ -228,11 +254,11 @@ def _recommend(args: argparse.Namespace) -> int:
     else:
         raise ValueError("give --user (one or more), --users-file or --all")
     items, scores = model.recommend_all(users, k=args.k, exclude_seen=not args.include_seen)
-    found = ~np.isnan(scores)
+    found = ~np.ma.getmaskarray(items)
     rows = np.nonzero(found)
     ranks = np.broadcast_to(np.arange(1, args.k + 1), found.shape)[rows]
-    write_rows(["user", "rank", "item", "score"], [np.asarray(users)[rows[0]], ranks, items[rows], scores[rows]],
-               args.output, args.format)
+    write_rows(["user", "rank", "item", "score"],
+               [np.asarray(users)[rows[0]], ranks, items.data[rows], scores.data[rows]], args.output, args.format)
     return 0
 
 
@@ -289,9 +315,10 @@ def _parser() -> argparse.ArgumentParser:
     model.add_argument("--early-stopping", type=int, metavar="PATIENCE",
                        help="with --split, stop when the held-out RMSE has not improved for PATIENCE epochs and "
                             "keep the best epoch")
-    model.add_argument("--unknown", choices=["error", "mean"], default="error",
-                       help="what the model does with ids it was not trained on: refuse, or predict from the "
-                            "mean rating and biases (default: %(default)s)")
+    model.add_argument("--unknown", choices=["warn", "mean", "error"], default="warn",
+                       help="what the model does with ids it was not trained on: predict from the mean rating and "
+                            "biases with a note (warn), or without (mean), or refuse them (error) (default: "
+                            "%(default)s)")
     model.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
     train.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
                        help="show a progress bar when tqdm is installed (default: on)")
@@ -325,6 +352,7 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--no-header", action="store_true", help="the file has no header: columns user, item")
     predict.add_argument("--user-col", metavar="NAME", help="name of the user column")
     predict.add_argument("--item-col", metavar="NAME", help="name of the item column")
+    _add_unknown_argument(predict)
     _add_output_arguments(predict)
     predict.set_defaults(run=_predict)
 
@@ -338,6 +366,7 @@ def _parser() -> argparse.ArgumentParser:
     recommend.add_argument("--all", action="store_true", help="every user of the model")
     recommend.add_argument("-k", type=int, default=10, help="items per user (default: %(default)s)")
     recommend.add_argument("--include-seen", action="store_true", help="keep the items each user rated in training")
+    _add_unknown_argument(recommend)
     _add_output_arguments(recommend)
     recommend.set_defaults(run=_recommend)
 
@@ -365,7 +394,32 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return args.run(args)
+        with _notes(args.command):
+            return args.run(args)
+    except BrokenPipeError:
+        # The reader went away (`latentmf info | head -3`): nothing more to say, and nowhere to say it.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    except UnknownIdError as error:
+        hint = UNKNOWN_HINT if args.command in ("predict", "recommend") else ""
+        print(f"latentmf {args.command}: error: {error.problem}{hint}", file=sys.stderr)
+        return 2
     except (ValueError, TypeError, MemoryError, OSError, ImportError, ArithmeticError) as error:
         print(f"latentmf {args.command}: error: {error}", file=sys.stderr)
         return 2
+
+
+@contextlib.contextmanager
+def _notes(command: str) -> Iterator[None]:
+    """The model's warnings of unknown ids as one line each on stderr, not Python's warning format."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UnknownIdWarning)
+        try:
+            yield
+        finally:
+            for warning in caught:
+                if issubclass(warning.category, UnknownIdWarning):
+                    print(f"latentmf {command}: note: {warning.message}", file=sys.stderr)
+                else:
+                    warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Mapping
 
 import numpy as np
 
 from . import rating_solvers
 from ._checks import MAX_SEED, as_integer, as_real, as_threads, check_representable
-from .answers import TopItems, UserFactors, _pairs_array
+from .answers import TopItems, UnknownIdWarning, UserFactors, _pairs_array
 from .base import FactorModel, NotFittedError
 from .data import Ratings, as_ratings, value_array
 from .functions import DEFAULT_BLOCKS
@@ -17,10 +18,10 @@ from .rating_solvers import SOLVERS
 from .state import DataSummary, FittedState, SeenItems, empty_history, new_native
 from .training import Trainer
 
-__all__ = ["MatrixFactorization", "NotFittedError", "TopItems", "UserFactors"]
+__all__ = ["MatrixFactorization", "NotFittedError", "TopItems", "UnknownIdWarning", "UserFactors"]
 
 DTYPES = ("float32", "float64")
-UNKNOWN_POLICIES = ("error", "mean")
+UNKNOWN_POLICIES = ("warn", "mean", "error")
 
 #: The settings a model is built with; continuing training (warm_start, partial_fit) needs the same.
 STRUCTURAL_SETTINGS = ("factors", "dtype", "biases", "solver")
@@ -92,12 +93,21 @@ class MatrixFactorization(FactorModel):
         convention). `partial_fit` always continues.
     progress : bool
         Show a progress bar over the epochs (tqdm, when installed; without it, one line per epoch).
-    unknown : {"error", "mean"}
-        What predict and recommend do with a user or item id the training data did not have.
-        "error": raise ValueError naming it. "mean": predict the mean training rating plus the
-        bias of whichever side is known (no factor term), and recommend to an unknown user the
-        items with the highest item bias (in item order without biases); unknown items in fold_in
-        are skipped. similar_items always raises for an unknown item.
+    unknown : {"warn", "mean", "error"}
+        What the model does with a user or item id its training data did not have (scikit-learn's
+        cross-validation folds hold such ids). "warn" (the default): predict (and score) predict
+        such pairs from the mean training rating plus the bias of whichever side is known (no
+        factor term), and warn once per call with the number of such pairs; recommend and
+        recommend_all raise ValueError for an unknown user, and fold_in for an unknown item.
+        "mean": the same predictions without a warning; recommend to an unknown user the items
+        with the highest item bias (in item order without biases); fold_in skips unknown items.
+        "error": raise ValueError naming the id. similar_items and similar_users always raise
+        for an unknown id.
+    clip : bool
+        Clip predictions (predict, score, predict_for, the validation RMSE of history_) to the
+        range of the training ratings, which the model's formula can leave (5.2 on a 5-star
+        scale). Scores of recommend, recommend_all and recommend_for are the formula's own
+        values, never clipped: clipping would tie the best items and lose their order.
     exact_loss : bool
         How the SGD solvers fill history_'s "loss" and "train_rmse". False: from the errors seen
         during the epoch, each before its update, and the penalty of the factors at the end of
@@ -173,7 +183,8 @@ class MatrixFactorization(FactorModel):
         early_stopping: int | None = None,
         warm_start: bool = False,
         progress: bool = False,
-        unknown: str = "error",
+        unknown: str = "warn",
+        clip: bool = True,
         exact_loss: bool = False,
     ) -> None:
         self.factors = factors
@@ -194,6 +205,7 @@ class MatrixFactorization(FactorModel):
         self.warm_start = warm_start
         self.progress = progress
         self.unknown = unknown
+        self.clip = clip
         self.exact_loss = exact_loss
 
     def __sklearn_tags__(self) -> Any:
@@ -213,7 +225,7 @@ class MatrixFactorization(FactorModel):
             dtype = repr(self.dtype)
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
-        for name in ("biases", "warm_start", "progress", "verbose", "exact_loss"):
+        for name in ("biases", "warm_start", "progress", "verbose", "clip", "exact_loss"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.unknown not in UNKNOWN_POLICIES:
@@ -240,6 +252,7 @@ class MatrixFactorization(FactorModel):
             "warm_start": bool(self.warm_start),
             "progress": bool(self.progress),
             "unknown": self.unknown,
+            "clip": bool(self.clip),
             "exact_loss": bool(self.exact_loss),
         }
         # The model computes in `dtype`: values it cannot hold are refused here, by name.
@@ -276,6 +289,7 @@ class MatrixFactorization(FactorModel):
 
     def _start(self, data: Ratings, settings: dict[str, Any], epochs: int) -> tuple[FittedState, Trainer]:
         """A fresh native model, initialised, and its trainer (nothing of this model changes yet)."""
+        rating_solvers.check_values(data, settings["dtype"])
         learning_rate = rating_solvers.default_learning_rate(settings["solver"], data)
         rating_solvers.check_steps(settings, settings["learning_rate"] or learning_rate, 0, epochs)
         rating_solvers.check_training_memory(settings, data.n_users, data.n_items, new_model=True)
@@ -290,6 +304,7 @@ class MatrixFactorization(FactorModel):
     def _continue(self, state: FittedState, data: Ratings, settings: dict[str, Any], epochs: int) -> Trainer:
         """Checks that training can continue on `data` for `epochs` more epochs; the trainer."""
         self._check_continuable(state, data, settings, STRUCTURAL_SETTINGS)
+        rating_solvers.check_values(data, settings["dtype"])
         rating_solvers.check_steps(settings, self._learning_rate(state, settings), state.epochs_run, epochs)
         rating_solvers.check_training_memory(settings, data.n_users, data.n_items, new_model=False)
         return self._trainer(state, data, settings)
@@ -306,11 +321,26 @@ class MatrixFactorization(FactorModel):
 
     # Unknown ids
 
-    def _unknown_policy(self) -> str:
-        return self.unknown
+    def _unknown_policy(self, use: str) -> str:
+        if self.unknown == "mean" or (self.unknown == "warn" and use == "predict"):
+            return "mean"
+        return "error"
 
     def _unknown_hint(self, side: str) -> str:
-        return " (MatrixFactorization(unknown='mean') predicts unknown ids from the mean rating and biases instead)"
+        return " (MatrixFactorization(unknown='mean') answers unknown ids from the mean rating and biases instead)"
+
+    def _note_unknown(self, count: int, total: int) -> None:
+        if self.unknown == "warn":
+            warnings.warn(f"{count} of {total} pairs have a user or item the model was not trained on: predicted "
+                          "from the mean rating and the known biases (unknown='mean' silences this, "
+                          "unknown='error' refuses them)", UnknownIdWarning, stacklevel=3)
+
+    def _output(self, predictions: np.ndarray) -> np.ndarray:
+        """Predictions clipped to the training ratings' range (with clip)."""
+        if self.clip:
+            data = self._state().data
+            np.clip(predictions, data.low, data.high, out=predictions)
+        return predictions
 
     def _predict_unknown(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """The "mean" policy: the mean rating plus the bias of each side that is known (-1: unknown)."""

@@ -48,6 +48,7 @@ middle of saving may leave its temporary file (``<target>.<random hex>.tmp``) be
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -127,6 +128,10 @@ def save(path: Any, format_name: str, params: dict[str, Any], state: FittedState
     header = {"format": format_name, "version": VERSION, "latentmf_version": __version__,
               "params": {name: _plain(value) for name, value in params.items()}, "state": state_header}
     target = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(target))
+    if not os.path.isdir(folder):
+        # Else the error would name the temporary file, which the caller never asked for.
+        raise FileNotFoundError(errno.ENOENT, "no such directory to save the model in", folder)
     temporary = f"{target}.{secrets.token_hex(6)}.tmp"
     try:
         with open(temporary, "xb") as file:

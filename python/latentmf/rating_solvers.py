@@ -65,6 +65,16 @@ def check_steps(settings: Mapping[str, Any], learning_rate: float, first: int, e
                          "smaller learning_rate_decay")
 
 
+def check_values(data: Ratings, dtype: str) -> None:
+    """Every rating must be a number the model's dtype can hold (1e40 is inf in float32)."""
+    low, high = data.value_range
+    largest = float(np.finfo(dtype).max)
+    if max(-low, high) > largest:
+        k = int(np.flatnonzero(np.abs(data.values) > largest)[0])
+        raise ValueError(f"values[{k}] = {data.values[k]:g} does not fit in {dtype}, the model's dtype (largest "
+                         f"{largest:.4g}): rescale the ratings, or use dtype='float64'")
+
+
 def check_training_memory(settings: Mapping[str, Any], n_users: int, n_items: int, *, new_model: bool) -> None:
     """MemoryError, before anything is allocated, when training would need more than the physical
     memory for the factors: the native model (U, V, two biases and two AdaGrad accumulators per row),
