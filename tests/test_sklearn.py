@@ -105,3 +105,20 @@ def test_cross_val_score_and_grid_search_work_unchanged(rng):
     assert set(search.best_params_) == {"regularization", "factors"}
     assert search.best_estimator_.U.shape[1] == search.best_params_["factors"]
     assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+
+
+def test_default_estimators_score_folds_with_users_and_items_the_training_folds_lack(rng):
+    """Real data has items rated once: some test folds hold ids their training folds lack, and the
+    scores used to be NaN (the default refused unknown ids)."""
+    model_selection = pytest.importorskip("sklearn.model_selection")
+    ratings = random_ratings(rng, 60, 50, 400)
+    X, y = _xy(ratings)
+    X[:10, 1] = np.arange(1000, 1010)  # ten items rated once: in a test fold, never in its training folds
+    with pytest.warns(latentmf.UnknownIdWarning, match="pairs have a user or item the model was not trained on"):
+        scores = model_selection.cross_val_score(latentmf.MatrixFactorization(), X, y, cv=3)
+    assert np.isfinite(scores).all()
+    search = model_selection.GridSearchCV(latentmf.MatrixFactorization(epochs=3), {"factors": [2, 4]}, cv=3,
+                                          scoring="neg_root_mean_squared_error")
+    with pytest.warns(latentmf.UnknownIdWarning):
+        search.fit(X, y)
+    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
