@@ -148,21 +148,26 @@ class Ratings:
                    n_items, timestamps=timestamps, user_ids=user_ids, item_ids=item_ids)
 
     @classmethod
-    def from_dataframe(cls, df: Any, user: str = "user", item: str = "item", rating: str = "rating", *,
+    def from_dataframe(cls, df: Any, user: str = "user", item: str = "item", rating: str | None = "rating", *,
                        timestamp: str | None = None, ids_from: Any = None) -> Ratings:
         """Ratings from the columns of a table, with raw ids mapped as in `from_ids`.
 
         ``df`` is a pandas or polars DataFrame, a mapping of column names to arrays, or any object
         with the Arrow PyCapsule stream or DataFrame interchange protocol (read through pyarrow,
         which must then be installed). ``user``, ``item``, ``rating`` and ``timestamp`` name the
-        columns. Nothing is imported unless ``df`` needs it.
+        columns; ``rating=None`` reads a table of interactions without one (plays, clicks,
+        purchases): every row is an interaction of strength 1. Nothing is imported unless ``df``
+        needs it.
         """
-        wanted = {"user": user, "item": item, "rating": rating}
+        wanted = {"user": user, "item": item}
+        if rating is not None:
+            wanted["rating"] = rating
         if timestamp is not None:
             wanted["timestamp"] = timestamp
         columns = _read_columns(df, wanted)
-        return cls.from_ids(columns["user"], columns["item"], columns["rating"],
-                            timestamps=columns.get("timestamp"), ids_from=ids_from)
+        values = columns["rating"] if rating is not None else np.ones(len(columns["user"]), dtype=np.float32)
+        return cls.from_ids(columns["user"], columns["item"], values, timestamps=columns.get("timestamp"),
+                            ids_from=ids_from)
 
     @classmethod
     def from_scipy(cls, sparse: Any) -> Ratings:
@@ -324,6 +329,22 @@ class Ratings:
                 self.users, self.items, self.values, self.n_users, self.n_items, blocks, seed, dtype, threads
             )
         return self._cache[key]
+
+    def summed(self) -> Ratings:
+        """These ratings with each repeated (user, item) pair once, its values added (repeated plays
+        of a song are one interaction of their total strength); itself when every pair is distinct.
+        A new set is ordered by user, then item, and has no timestamps."""
+        offsets, items = self.items_by_user()
+        user_of = np.repeat(np.arange(self.n_users, dtype=np.int64), np.diff(offsets))
+        if not np.any((items[1:] == items[:-1]) & (user_of[1:] == user_of[:-1])):
+            return self
+        keys = self.users.astype(np.int64) * self.n_items + self.items
+        order = np.argsort(keys, kind="stable")
+        keys = keys[order]
+        first = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]]))
+        values = np.add.reduceat(self.values[order].astype(np.float64), first).astype(self.values.dtype)
+        return Ratings(self.users[order][first], self.items[order][first], values, self.n_users, self.n_items,
+                       user_ids=self.user_ids, item_ids=self.item_ids)
 
     def items_by_user(self) -> tuple[np.ndarray, np.ndarray]:
         """(offsets, items): the items user n rated are items[offsets[n]:offsets[n + 1]]."""
