@@ -15,7 +15,8 @@ _openmp.bound_environment()
 from . import _core, _isa, datasets, metrics, reference
 from ._version import __version__
 from .data import Ratings
-from .functions import gradients, gradients_dense, loss, sgd_epoch, sgd_order
+from .functions import (gradients, gradients_dense, gramian, implicit_loss, loss, sgd_epoch, sgd_order,
+                        solve_rows)
 from .idmap import IdMap
 from .model import MatrixFactorization, NotFittedError, UserFactors
 
@@ -51,10 +52,13 @@ __all__ = [
     "datasets",
     "gradients",
     "gradients_dense",
+    "gramian",
+    "implicit_loss",
     "load",
     "loss",
     "metrics",
     "reference",
     "sgd_epoch",
     "sgd_order",
+    "solve_rows",
 ]
