@@ -20,9 +20,12 @@ namespace {
 using namespace pybind11::literals;
 using latentmf::RatingsIndex;
 
+// The ratings of one side, by row: users' rows hold items, items' rows hold users.
 template <class Scalar>
-latentmf::RowEntries<Scalar> entries_of(const latentmf::CompressedRatings<Scalar>& side, std::int64_t n_cols) {
-  return {side.offsets.data(), side.cols.data(), side.values.data(), side.n_rows, n_cols};
+latentmf::RowEntries<Scalar> entries_of(const RatingsIndex<Scalar>& index, bool users) {
+  const auto& side = users ? index.by_user : index.by_item;
+  return {side.offsets.data(), side.cols.data(), side.values.data(), side.n_rows,
+          users ? index.n_items : index.n_users, users ? "user" : "item", users ? "item" : "user"};
 }
 
 latentmf::EntryRule rule_of(const std::string& rule) {
@@ -106,7 +109,11 @@ std::int64_t solve_rows(const RatingsIndex<Scalar>& index, const std::string& si
                   {"user_bias", user_bias}, {"item_bias", item_bias}, {"shared_matrix", shared_matrix},
                   {"shared_vector", shared_vector}, {"noise", noise}, {"regularization", row_regularization}});
   latentmf::RowSolve<Scalar> s;
-  s.rows = entries_of(users ? index.by_user : index.by_item, users ? f.n_items : f.n_users);
+  s.rows = entries_of(index, users);
+  s.x_name = users ? "U" : "V";
+  s.y_name = users ? "V" : "U";
+  s.bias_name = users ? "user_bias" : "item_bias";
+  s.other_bias_name = users ? "item_bias" : "user_bias";
   s.entries = entry_rule<Scalar>(rule, alpha, confidence, epsilon, precision);
   s.Y = users ? f.V : f.U;
   s.X = users ? f.U : f.V;
@@ -171,8 +178,8 @@ py::tuple implicit_objective(const RatingsIndex<Scalar>& index, const py::array&
   latentmf::ImplicitObjective o;
   {
     py::gil_scoped_release release;
-    o = kernels<Scalar>().implicit_objective(entries_of(index.by_user, f.n_items), entries_of(index.by_item, f.n_users),
-                                             e, f, b, users, items, t);
+    o = kernels<Scalar>().implicit_objective(entries_of(index, true), entries_of(index, false), e, f, b, users, items,
+                                             t);
   }
   return py::make_tuple(o.all_entries, o.observed, o.penalty);
 }

@@ -198,6 +198,17 @@ def _least_norm(A: np.ndarray, b: np.ndarray, z: np.ndarray | None, tolerance: f
     return Q @ coefficients
 
 
+def _cholesky(A: np.ndarray, tolerance: float) -> np.ndarray | None:
+    """The lower Cholesky factor L of A, or None when A is not numerically positive definite: a
+    pivot L_kk^2 at most tolerance * A_kk means row k is, to rounding, a combination of the rows
+    before it."""
+    try:
+        L = np.linalg.cholesky(A)
+    except np.linalg.LinAlgError:
+        return None
+    return L if np.all(np.diag(L) ** 2 > tolerance * np.diag(A)) else None
+
+
 def _conjugate_gradient(apply_A: Any, b: np.ndarray, x: np.ndarray, steps: int) -> np.ndarray:
     """`steps` steps of conjugate gradient on A x = b from x; stops early when the residual is 0 or
     p^T A p is not positive (A singular along p), keeping the iterate."""
@@ -327,10 +338,9 @@ def solve_rows(
             x = _conjugate_gradient(lambda p: A @ p, b, start, cg_steps)
         else:
             z = None if noise is None else np.asarray(noise[n], dtype=np.float64)
-            e = np.linalg.eigvalsh(A)
-            if e.min() > tolerance * e.max():
-                # Cholesky: A = L L^T = R^T R with R = L^T; x = A^{-1} b (+ R^{-1} z).
-                L = np.linalg.cholesky(A)
+            L = _cholesky(A, tolerance)
+            if L is not None:
+                # A = L L^T = R^T R with R = L^T: x = A^{-1} b (+ R^{-1} z).
                 x = np.linalg.solve(A, b)
                 if z is not None:
                     x = x + np.linalg.solve(L.T, z)

@@ -71,9 +71,16 @@ struct RowEntries {
   const Scalar* values = nullptr;         // size
   std::int64_t n_rows = 0;
   std::int64_t n_cols = 0;
+  // What a row and a column are, for messages ("user" and "item", say).
+  const char* row_name = "row";
+  const char* col_name = "column";
 
   std::int64_t size() const { return offsets[n_rows]; }
   std::int64_t count(std::int64_t n) const { return offsets[n + 1] - offsets[n]; }
+  // The row holding entry k.
+  std::int64_t row_of(std::int64_t k) const {
+    return std::int64_t(std::upper_bound(offsets, offsets + n_rows + 1, k) - offsets) - 1;
+  }
 };
 
 // lambda_n: `per_row` (n_rows values) when given, else regularization * weight_n^exponent with
@@ -108,6 +115,11 @@ struct RowSolve {
   const Scalar* noise = nullptr;
   RowMethod method = RowMethod::exact;
   int cg_steps = 3;
+  // The caller's names of X, Y, bias and other_bias, for messages.
+  const char* x_name = "X";
+  const char* y_name = "Y";
+  const char* bias_name = "bias";
+  const char* other_bias_name = "other_bias";
 
   // F': the order of the systems.
   std::int64_t order() const { return n_factors + (bias ? 1 : 0); }
@@ -163,7 +175,8 @@ void check_row_entries(const RowEntries<Scalar>& r, const Entries<Scalar>& e, in
           " < offsets[", row, "] = ", r.offsets[row]);
   const std::int64_t size = r.size();
   const std::int64_t col = first_failing(size, threads, [&](std::int64_t k) { return r.cols[k] < 0 || r.cols[k] >= r.n_cols; });
-  require(col == size, "cols[", col, "] = ", col < size ? r.cols[col] : 0, " is outside [0, n_cols=", r.n_cols, ")");
+  if (col < size)
+    fail(r.col_name, " ", r.cols[col], " of ", r.row_name, " ", r.row_of(col), " is outside [0, ", r.n_cols, ")");
   const bool implicit = e.rule == EntryRule::implicit_feedback;
   const std::int64_t value = first_failing(size, threads, [&](std::int64_t k) {
     const Scalar v = r.values[k];
@@ -171,10 +184,13 @@ void check_row_entries(const RowEntries<Scalar>& r, const Entries<Scalar>& e, in
   });
   if (value < size) {
     const Scalar v = r.values[value];
-    require(std::isfinite(v), "values[", value, "] = ", v, " is not a finite number");
-    require(v >= 0, "values[", value, "] = ", v, " is negative: implicit feedback needs values >= 0 (the strength ",
-            "of an interaction)");
-    fail("values[", value, "] = ", v, " gives an infinite confidence with alpha = ", e.alpha);
+    const std::int64_t row = r.row_of(value);
+    require(std::isfinite(v), "values must be finite numbers, got ", v, " for ", r.row_name, " ", row, " and ",
+            r.col_name, " ", r.cols[value]);
+    require(v >= 0, "values must be >= 0 for implicit feedback (the strength of an interaction), got ", v, " for ",
+            r.row_name, " ", row, " and ", r.col_name, " ", r.cols[value]);
+    fail("values: ", v, " (", r.row_name, " ", row, ", ", r.col_name, " ", r.cols[value],
+         ") gives an infinite confidence with alpha = ", e.alpha, " and epsilon = ", e.epsilon);
   }
 }
 
@@ -200,8 +216,8 @@ void check_row_solve(const RowSolve<Scalar>& s, int threads) {
   check_entry_rule(s.entries);
   check_row_entries(s.rows, s.entries, threads);
   const std::int64_t order = s.order();
-  check_finite(s.Y, s.rows.n_cols * s.n_factors, "Y (the other side's factors)", threads);
-  if (s.other_bias) check_finite(s.other_bias, s.rows.n_cols, "the other side's biases", threads);
+  check_finite(s.Y, s.rows.n_cols * s.n_factors, s.y_name, threads);
+  if (s.other_bias) check_finite(s.other_bias, s.rows.n_cols, s.other_bias_name, threads);
   require(std::isfinite(s.global_mean), "global_mean must be finite, got ", s.global_mean);
   if (s.shared_matrix) {
     check_finite(s.shared_matrix, order * order, "shared_matrix", threads);
@@ -211,8 +227,9 @@ void check_row_solve(const RowSolve<Scalar>& s, int threads) {
   if (s.method == RowMethod::conjugate_gradient) {
     require(s.cg_steps >= 1, "cg_steps must be >= 1, got ", s.cg_steps);
     require(!s.noise, "a Gibbs draw (noise) needs the exact method, not conjugate gradient");
-    check_finite(s.X, s.rows.n_rows * s.n_factors, "X (the starting point of conjugate gradient)", threads);
-    if (s.bias) check_finite(s.bias, s.rows.n_rows, "the biases (the starting point of conjugate gradient)", threads);
+    // X and the bias are where conjugate gradient starts.
+    check_finite(s.X, s.rows.n_rows * s.n_factors, s.x_name, threads);
+    if (s.bias) check_finite(s.bias, s.rows.n_rows, s.bias_name, threads);
   }
   if (s.noise) check_finite(s.noise, s.rows.n_rows * order, "noise", threads);
   const auto& g = s.regularization;
