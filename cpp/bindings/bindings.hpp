@@ -12,5 +12,6 @@ void bind_ratings(pybind11::module_& m);   // ratings.cpp: checks and native ord
 void bind_training(pybind11::module_& m);  // training.cpp: objective, gradients, SGD
 void bind_predict(pybind11::module_& m);   // predict.cpp: predictions and top-k
 void bind_shards(pybind11::module_& m);    // shards.cpp: training on a cluster (latentmf.dask)
+void bind_rows(pybind11::module_& m);      // rows.cpp: the row solver (ALS, iALS, Gibbs), Gramian, iALS loss
 
 }  // namespace latentmf::binding

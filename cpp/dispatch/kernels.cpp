@@ -24,8 +24,10 @@
 #include "latentmf/compressed.hpp"
 #include "latentmf/dispatch.hpp"
 #include "latentmf/factors.hpp"
+#include "latentmf/least_norm.hpp"
 #include "latentmf/parallel.hpp"
 #include "latentmf/ratings.hpp"
+#include "latentmf/rows.hpp"
 #include "latentmf/shards.hpp"
 
 #define LATENTMF_STRINGIFY(x) #x

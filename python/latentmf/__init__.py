@@ -17,7 +17,8 @@ from ._version import __version__
 from .answers import TopItems, UnknownIdError, UnknownIdWarning, UserFactors
 from .base import FactorModel, NotFittedError
 from .data import Ratings
-from .functions import gradients, gradients_dense, loss, sgd_epoch, sgd_order
+from .functions import (gradients, gradients_dense, gramian, implicit_loss, loss, sgd_epoch, sgd_order,
+                        solve_rows)
 from .idmap import IdMap
 from .model import MatrixFactorization
 
@@ -66,6 +67,8 @@ __all__ = [
     "datasets",
     "gradients",
     "gradients_dense",
+    "gramian",
+    "implicit_loss",
     "load",
     "loss",
     "metrics",
@@ -73,4 +76,5 @@ __all__ = [
     "select_isa",
     "sgd_epoch",
     "sgd_order",
+    "solve_rows",
 ]

@@ -162,3 +162,173 @@ def sgd_order(ratings: Any, *, blocks: int | None = None, seed: int = 0, epoch: 
     n_blocks = DEFAULT_BLOCKS if blocks is None else as_integer(blocks, "blocks", 1, 1024)
     return _core.visiting_order(data.users, data.items, data.values, data.n_users, data.n_items, n_blocks,
                                 as_integer(seed, "seed", 0, MAX_SEED), as_integer(epoch, "epoch", 0, _MAX_EPOCH), 0)
+
+
+_RULES = ("implicit", "explicit")
+_CONFIDENCES = ("linear", "log")
+_METHODS = ("exact", "cg")
+_SIDES = ("users", "items")
+
+
+def _choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(repr(c) for c in choices)}, got {value!r}")
+    return str(value)
+
+
+def _read_only(array: Any, name: str, dtype: str, shape: tuple[int, ...]) -> np.ndarray | None:
+    """An optional read-only input as a C-contiguous array of the factors' dtype and this shape."""
+    if array is None:
+        return None
+    converted = np.asarray(array)
+    if converted.dtype.kind not in "fiub":
+        raise TypeError(f"{name} must hold real numbers, got dtype {converted.dtype}")
+    if converted.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {converted.shape}")
+    return np.ascontiguousarray(converted, dtype=dtype)
+
+
+def _symmetric(matrix: np.ndarray | None, name: str) -> np.ndarray | None:
+    """`matrix` made exactly symmetric, which the native code requires, when it is symmetric to
+    rounding (a matrix computed as L @ L.T may not be exactly); else ValueError."""
+    if matrix is None:
+        return None
+    if not np.allclose(matrix, matrix.T, rtol=1e-5, atol=0.0):
+        raise ValueError(f"{name} must be symmetric")
+    return np.ascontiguousarray((matrix + matrix.T) / 2)
+
+
+def _regularization_arguments(regularization: Any, exponent: Any, default_exponent: float, name: str,
+                              dtype: str, rows: int) -> tuple[float, float, np.ndarray | None]:
+    """(lambda, nu, per-row array or None) for the binding."""
+    if isinstance(regularization, (np.ndarray, list, tuple)):
+        if exponent is not None:
+            raise ValueError("regularization_exponent applies to a scalar regularization, not to per-row values")
+        per_row = _read_only(regularization, name, dtype, (rows,))
+        return 0.0, 0.0, per_row
+    nu = default_exponent if exponent is None else as_real(exponent, "regularization_exponent", -np.inf)
+    return as_real(regularization, name, 0.0), nu, None
+
+
+def solve_rows(ratings: Any, U: np.ndarray, V: np.ndarray, *, side: str, rule: str, regularization: Any = 0.0,
+               regularization_exponent: float | None = None, alpha: float = 1.0, confidence: str = "linear",
+               epsilon: float = 1.0, precision: float = 1.0, biases: Any = None, shared_matrix: Any = None,
+               shared_vector: Any = None, method: str = "exact", cg_steps: int = 3, noise: Any = None,
+               threads: int | None = None) -> int:
+    """Solves every row of one side for the other side fixed, in place: the half-step of ALS, iALS
+    and Gibbs sampling (DESIGN.md, "The row solver").
+
+    With side="users" each user row x_n = u_n is solved given Y = V (side="items": v_m given U).
+    For the row's ratings j (value r_j), with y~_j = y_j, or [y_j, 1] when `biases` is given (x_n's
+    last coordinate is then the row's bias, read from and written to the side's bias vector):
+
+        A_n = P + lambda_n I + sum_j w_j y~_j y~_j^T,   b_n = h + sum_j t_j y~_j,   x_n = A_n^{-1} b_n
+
+    rule="implicit" (iALS, Hu, Koren and Volinsky 2008): every rating is an interaction of strength
+    r >= 0 with confidence c = 1 + alpha r (confidence="linear") or 1 + alpha log(1 + r / epsilon)
+    ("log"); w_j = c_j - 1 and t_j = c_j - w_j o_j; P = Y~^T Y~ and h = -Y~^T o by default (the
+    unobserved entries, preference 0 and confidence 1, summed through the Gramian). The solution
+    minimises the row's share of `implicit_loss`.
+
+    rule="explicit" (ALS; Gibbs): w_j = precision and t_j = precision (r_j - o_j); P = 0 and h = 0
+    by default. With precision 1 and the default regularization this is the exact minimiser of
+    `loss` over the row (lambda times the row's number of ratings on the diagonal, the bias
+    included), so alternating half-steps never increase `loss`.
+
+    Here o_j = global_mean + the other side's bias of j (0 without `biases`).
+
+    regularization: lambda_n = regularization * weight_n ** regularization_exponent, with weight_n
+    the row's total confidence n_cols + sum_j w_j (implicit; exponent nu > 0 gives the
+    frequency-scaled regularization of Rendle et al. 2021) or its number of ratings (explicit). The
+    exponent defaults to 0 for implicit (plain lambda I) and 1 for explicit (DESIGN.md's per-rating
+    L2). An array of n_rows values gives lambda_n directly.
+
+    shared_matrix (P, F' x F' with F' = F + 1 with biases) and shared_vector (h, F'): for Gibbs
+    sampling of Bayesian PMF (Salakhutdinov and Mnih 2008) the prior's precision Lambda and
+    Lambda mu_0, with rule="explicit", precision = the noise precision and regularization=0.
+
+    method="exact": Cholesky A_n = R_n^T R_n and two triangular solves. With `noise` (n_rows x F',
+    z ~ N(0, I) drawn by the caller, so that results never depend on threads) the row is a draw
+    x_n = A_n^{-1} b_n + R_n^{-1} z_n ~ N(A_n^{-1} b_n, A_n^{-1}). method="cg": `cg_steps` steps of
+    conjugate gradient from the current row, A_n applied without forming it (the fast path of iALS).
+
+    A row without ratings gets A_n^{-1} h (0 for ALS and iALS). A system that is not positive
+    definite (only possible with regularization 0, no shared matrix and fewer ratings than F')
+    gets its least-norm solution A_n^+ b_n (a draw from N(A_n^+ b_n, A_n^+)), never NaN; the count of
+    such rows is returned. Conjugate gradient takes the exact path for those rows and for rows
+    without ratings.
+
+    U, V (and the bias arrays) must be C-contiguous of one float dtype; the side's own arrays are
+    written, so they must be writeable. Everything is checked before anything is written. Rows are
+    independent, so the result is the same bits for any `threads`.
+    """
+    data, dtype = _prepare(ratings, U, V)
+    side = _choice(side, "side", _SIDES)
+    rule = _choice(rule, "rule", _RULES)
+    confidence = _choice(confidence, "confidence", _CONFIDENCES)
+    method = _choice(method, "method", _METHODS)
+    global_mean, user_bias, item_bias = _bias_arguments(biases)
+    n_rows = data.n_users if side == "users" else data.n_items
+    order = U.shape[1] + (0 if biases is None else 1)
+    lam, nu, per_row = _regularization_arguments(regularization, regularization_exponent,
+                                                 0.0 if rule == "implicit" else 1.0, "regularization", dtype, n_rows)
+    shared_matrix = _symmetric(_read_only(shared_matrix, "shared_matrix", dtype, (order, order)), "shared_matrix")
+    shared_vector = _read_only(shared_vector, "shared_vector", dtype, (order,))
+    noise = _read_only(noise, "noise", dtype, (n_rows, order))
+    if noise is not None and method != "exact":
+        raise ValueError("noise (a Gibbs draw) needs method='exact'")
+    return _core.solve_rows(data._index(dtype), side, U, V, rule, as_real(alpha, "alpha", 0.0), confidence,
+                            as_real(epsilon, "epsilon", 0.0, strict=True),
+                            as_real(precision, "precision", 0.0, strict=True), lam, nu, per_row, global_mean,
+                            user_bias, item_bias, shared_matrix, shared_vector, method,
+                            as_integer(cg_steps, "cg_steps", 1, 2**31 - 1), noise, as_threads(threads))
+
+
+def gramian(Y: np.ndarray, *, bias_column: bool = False, threads: int | None = None) -> np.ndarray:
+    """G = Y^T Y (F x F), or [Y 1]^T [Y 1] with `bias_column`, in Y's dtype: the sum over all rows of
+    Y that every row of the implicit rule shares. Summed in double over fixed chunks of rows added
+    in order, so the same bits for any `threads`."""
+    if not isinstance(Y, np.ndarray) or Y.dtype not in (np.float32, np.float64):
+        raise TypeError("Y must be a float32 or float64 numpy.ndarray")
+    if Y.ndim != 2:
+        raise ValueError(f"Y must be 2-dimensional, got shape {Y.shape}")
+    return _core.gramian(np.ascontiguousarray(Y), bool(bias_column), as_threads(threads))
+
+
+def implicit_loss(ratings: Any, U: np.ndarray, V: np.ndarray, regularization: Any = 0.0, *,
+                  regularization_exponent: float = 0.0, alpha: float = 1.0, confidence: str = "linear",
+                  epsilon: float = 1.0, biases: Any = None, threads: int | None = None) -> tuple[float, float, float]:
+    """The iALS objective over all n_users x n_items entries, as its three parts
+    (all_entries, observed, penalty), L being their sum:
+
+        L = sum_(n,m) c_nm (p_nm - r_hat_nm)^2 + sum_n lambda_n |u_n|^2 + sum_m lambda_m |v_m|^2
+
+    with p = 1 and c = 1 + alpha r (or 1 + alpha log(1 + r / epsilon)) on the rated pairs, p = 0
+    and c = 1 elsewhere, r_hat = u_n . v_m (+ mu + b_n + c_m with `biases`, whose squares the
+    penalty also charges). Computed without visiting the unrated pairs:
+
+        all_entries = sum over all (n, m) of r_hat^2 = <U~^T U~, V~^T V~>_F
+        observed    = sum over the rated (n, m) of c (1 - r_hat)^2 - r_hat^2
+        penalty     = sum_n lambda_n |u~_n|^2 + sum_m lambda_m |v~_m|^2
+
+    lambda_n = regularization * (n_items + sum_m (c_nm - 1)) ** regularization_exponent, likewise
+    lambda_m, as `solve_rows` takes it; `regularization` may also be a (per-user, per-item) pair of
+    arrays. Pairs must be distinct. `solve_rows(rule="implicit")` half-steps never increase L.
+    """
+    data, dtype = _prepare(ratings, U, V)
+    global_mean, user_bias, item_bias = _bias_arguments(biases)
+    confidence = _choice(confidence, "confidence", _CONFIDENCES)
+    if isinstance(regularization, tuple):
+        if len(regularization) != 2:
+            raise TypeError("regularization must be a number or a (per-user, per-item) pair of arrays")
+        users = _read_only(regularization[0], "user_regularization", dtype, (data.n_users,))
+        items = _read_only(regularization[1], "item_regularization", dtype, (data.n_items,))
+        lam, nu = 0.0, 0.0
+    else:
+        users = items = None
+        lam = as_real(regularization, "regularization", 0.0)
+        nu = as_real(regularization_exponent, "regularization_exponent", -np.inf)
+    parts = _core.implicit_objective(data._index(dtype), U, V, as_real(alpha, "alpha", 0.0), confidence,
+                                     as_real(epsilon, "epsilon", 0.0, strict=True), lam, nu, users, items,
+                                     global_mean, user_bias, item_bias, as_threads(threads))
+    return (float(parts[0]), float(parts[1]), float(parts[2]))

@@ -170,3 +170,245 @@ def sgd_epoch(
             user_bias[n] = user_bias[n] + bias_steps[0] * (e - lam * user_bias[n])
             item_bias[m] = item_bias[m] + bias_steps[1] * (e - lam * item_bias[m])
     return squared_errors
+
+
+def _confidence_weight(r: np.ndarray, alpha: float, confidence: str, epsilon: float) -> np.ndarray:
+    """w = c - 1 for the implicit rule: c = 1 + alpha r, or 1 + alpha log(1 + r / epsilon)."""
+    if confidence == "linear":
+        return alpha * r
+    return alpha * np.log1p(r / epsilon)
+
+
+def _row_regularization(regularization: Any, exponent: float, weight: np.ndarray) -> np.ndarray:
+    """lambda_n = regularization * weight_n ** exponent, or the given per-row values."""
+    if isinstance(regularization, (np.ndarray, list, tuple)):
+        return np.asarray(regularization, dtype=np.float64)
+    return regularization * weight**exponent
+
+
+def _least_norm(A: np.ndarray, b: np.ndarray, z: np.ndarray | None, tolerance: float) -> np.ndarray:
+    """x = A^+ b for a symmetric positive semi-definite A that is singular, from A = Q diag(e) Q^T,
+    eigenvalues <= tolerance * max(e) taken as 0; with z, a draw from N(A^+ b, A^+)."""
+    e, Q = np.linalg.eigh(A)
+    keep = e > tolerance * max(e.max(), 0.0)
+    coefficients = np.zeros_like(b)
+    coefficients[keep] = (Q.T @ b)[keep] / e[keep]
+    if z is not None:
+        coefficients[keep] += (Q.T @ z)[keep] / np.sqrt(e[keep])
+    return Q @ coefficients
+
+
+def _cholesky(A: np.ndarray, tolerance: float) -> np.ndarray | None:
+    """The lower Cholesky factor L of A, or None when A is not numerically positive definite: a
+    pivot L_kk^2 at most tolerance * A_kk means row k is, to rounding, a combination of the rows
+    before it."""
+    try:
+        L = np.linalg.cholesky(A)
+    except np.linalg.LinAlgError:
+        return None
+    return L if np.all(np.diag(L) ** 2 > tolerance * np.diag(A)) else None
+
+
+def _conjugate_gradient(apply_A: Any, b: np.ndarray, x: np.ndarray, steps: int) -> np.ndarray:
+    """`steps` steps of conjugate gradient on A x = b from x; stops early when the residual is 0 or
+    p^T A p is not positive (A singular along p), keeping the iterate."""
+    r = b - apply_A(x)
+    p = r.copy()
+    rr = r @ r
+    for _ in range(steps):
+        if not rr > 0:
+            break
+        q = apply_A(p)
+        pq = p @ q
+        if not pq > 0:
+            break
+        step = rr / pq
+        x = x + step * p
+        r = r - step * q
+        rr_next = r @ r
+        p = r + (rr_next / rr) * p
+        rr = rr_next
+    return x
+
+
+def solve_rows(
+    ratings: Any,
+    U: np.ndarray,
+    V: np.ndarray,
+    *,
+    side: str,
+    rule: str,
+    regularization: Any = 0.0,
+    regularization_exponent: float | None = None,
+    alpha: float = 1.0,
+    confidence: str = "linear",
+    epsilon: float = 1.0,
+    precision: float = 1.0,
+    biases: Any = None,
+    shared_matrix: Any = None,
+    shared_vector: Any = None,
+    method: str = "exact",
+    cg_steps: int = 3,
+    noise: Any = None,
+) -> int:
+    """The row solver of DESIGN.md, one row at a time, in place. For each row n of `side` (U's rows
+    given Y = V for "users", V's given Y = U for "items") and its ratings j (value r_j):
+
+        A_n = P + lambda_n I + sum_j w_j y~_j y~_j^T,   b_n = h + sum_j t_j y~_j,   x_n = A_n^{-1} b_n
+
+    with y~_j = y_j, or [y_j, 1] with biases (x_n = [x_n, bias_n]); o_j = mu + (other bias of j).
+
+    rule "implicit": c_j = 1 + w_j, w_j = alpha r_j or alpha log(1 + r_j / epsilon),
+                     t_j = c_j - w_j o_j, P = Y~^T Y~, h = -Y~^T o by default.
+    rule "explicit": w_j = precision, t_j = precision (r_j - o_j), P = 0, h = 0 by default.
+
+    lambda_n = regularization * weight_n ** exponent, weight_n = n_cols + sum_j w_j (implicit) or
+    the number of ratings (explicit); the exponent defaults to 0 (implicit) or 1 (explicit).
+
+    method "exact": x_n = A_n^{-1} b_n, plus R_n^{-1} z_n (A_n = R_n^T R_n) when `noise` is given.
+    method "cg": `cg_steps` steps of conjugate gradient from the current row (rows without
+    ratings, and rows singular by construction, take the exact path). A system that is not
+    positive definite gets the least-norm solution. Returns the number of such rows.
+    """
+    users, items, values = _triples(ratings)
+    rows, cols = (users, items) if side == "users" else (items, users)
+    X, Y = (U, V) if side == "users" else (V, U)
+    n_rows, F = X.shape
+    n_cols = Y.shape[0]
+    values = values.astype(np.float64)
+    Y64 = Y.astype(np.float64)
+
+    # y~: Y with a column of ones when the rows have biases; o: the offset of every column.
+    if biases is not None:
+        global_mean, user_bias, item_bias = biases
+        own_bias, other_bias = (user_bias, item_bias) if side == "users" else (item_bias, user_bias)
+        Y_tilde = np.hstack([Y64, np.ones((n_cols, 1))])
+        offsets = float(global_mean) + other_bias.astype(np.float64)
+    else:
+        own_bias = None
+        Y_tilde = Y64
+        offsets = np.zeros(n_cols)
+    order = Y_tilde.shape[1]
+
+    # Entry weights and targets.
+    if rule == "implicit":
+        w = _confidence_weight(values, alpha, confidence, epsilon)
+        t = (1.0 + w) - w * offsets[cols]
+    else:
+        w = np.full(len(values), float(precision))
+        t = precision * (values - offsets[cols])
+
+    # The terms every row shares.
+    if shared_matrix is not None:
+        P = np.asarray(shared_matrix, dtype=np.float64)
+        P = (P + P.T) / 2
+    elif rule == "implicit":
+        P = Y_tilde.T @ Y_tilde  # all entries with confidence 1
+    else:
+        P = np.zeros((order, order))
+    if shared_vector is not None:
+        h = np.asarray(shared_vector, dtype=np.float64)
+    elif rule == "implicit":
+        h = -Y_tilde.T @ offsets  # all entries: preference 0, minus the offsets
+    else:
+        h = np.zeros(order)
+
+    # Per-row regularization.
+    if rule == "implicit":
+        weight = n_cols + np.bincount(rows, weights=w, minlength=n_rows)
+        exponent = 0.0 if regularization_exponent is None else regularization_exponent
+    else:
+        weight = np.bincount(rows, minlength=n_rows).astype(np.float64)
+        exponent = 1.0 if regularization_exponent is None else regularization_exponent
+    lam = _row_regularization(regularization, exponent, weight)
+
+    tolerance = 2 * order * np.finfo(X.dtype).eps
+    has_shared_matrix = shared_matrix is not None or rule == "implicit"
+    least_norm_rows = 0
+    for n in range(n_rows):
+        mine = np.flatnonzero(rows == n)
+        Yn, wn, tn = Y_tilde[cols[mine]], w[mine], t[mine]
+        A = P + lam[n] * np.eye(order) + (Yn * wn[:, None]).T @ Yn
+        b = h + Yn.T @ tn
+        singular_by_construction = not has_shared_matrix and lam[n] == 0 and len(mine) < order
+        if method == "cg" and len(mine) > 0 and not singular_by_construction:
+            start = X[n].astype(np.float64)
+            if own_bias is not None:
+                start = np.append(start, float(own_bias[n]))
+            x = _conjugate_gradient(lambda p: A @ p, b, start, cg_steps)
+        else:
+            z = None if noise is None else np.asarray(noise[n], dtype=np.float64)
+            L = _cholesky(A, tolerance)
+            if L is not None:
+                # A = L L^T = R^T R with R = L^T: x = A^{-1} b (+ R^{-1} z).
+                x = np.linalg.solve(A, b)
+                if z is not None:
+                    x = x + np.linalg.solve(L.T, z)
+            else:
+                x = _least_norm(A, b, z, tolerance)
+                least_norm_rows += 1
+        X[n] = x[:F]
+        if own_bias is not None:
+            own_bias[n] = x[F]
+    return least_norm_rows
+
+
+def gramian(Y: np.ndarray, *, bias_column: bool = False) -> np.ndarray:
+    """G = Y^T Y, or [Y 1]^T [Y 1] with a bias column, in Y's dtype."""
+    Y64 = Y.astype(np.float64)
+    if bias_column:
+        Y64 = np.hstack([Y64, np.ones((Y.shape[0], 1))])
+    return (Y64.T @ Y64).astype(Y.dtype)
+
+
+def implicit_loss(
+    ratings: Any,
+    U: np.ndarray,
+    V: np.ndarray,
+    regularization: Any = 0.0,
+    *,
+    regularization_exponent: float = 0.0,
+    alpha: float = 1.0,
+    confidence: str = "linear",
+    epsilon: float = 1.0,
+    biases: Any = None,
+) -> tuple[float, float, float]:
+    """The iALS objective over every (user, item) pair, by its definition (dense, small data only):
+
+        L = sum_(n,m) c_nm (p_nm - r_hat_nm)^2 + sum_n lambda_n |u~_n|^2 + sum_m lambda_m |v~_m|^2
+
+    p = 1 and c = 1 + w on the rated pairs, p = 0 and c = 1 elsewhere; u~ and v~ include the biases.
+    Returned as (all_entries, observed, penalty): the sum of r_hat^2 over all pairs, the sum over
+    the rated pairs of c (1 - r_hat)^2 - r_hat^2, and the penalty; L is their sum.
+    """
+    users, items, values = _triples(ratings)
+    n_users, n_items = U.shape[0], V.shape[0]
+    U64, V64 = U.astype(np.float64), V.astype(np.float64)
+    # Every prediction, rated or not.
+    R_hat = U64 @ V64.T
+    if biases is not None:
+        global_mean, user_bias, item_bias = biases
+        R_hat += float(global_mean) + user_bias.astype(np.float64)[:, None] + item_bias.astype(np.float64)[None, :]
+    # Preference and confidence of every pair.
+    w = _confidence_weight(values.astype(np.float64), alpha, confidence, epsilon)
+    C = np.ones((n_users, n_items))
+    C[users, items] = 1.0 + w
+    P = np.zeros((n_users, n_items))
+    P[users, items] = 1.0
+    # The data term sum C (P - R_hat)^2, split as the native code takes it: on an unrated pair the
+    # term is r_hat^2, on a rated one c (1 - r_hat)^2 = r_hat^2 + [c (1 - r_hat)^2 - r_hat^2].
+    all_entries = np.sum(C * (P - R_hat) ** 2 * (P == 0)) + np.sum(R_hat[P == 1] ** 2)
+    r = R_hat[users, items]
+    observed = np.sum((1.0 + w) * (1.0 - r) ** 2 - r**2)
+    # Regularization: per-row lambdas from the total confidence of each user and item.
+    if isinstance(regularization, tuple):
+        lam_users, lam_items = (np.asarray(x, dtype=np.float64) for x in regularization)
+    else:
+        lam_users = regularization * (n_items + np.bincount(users, weights=w, minlength=n_users)) ** regularization_exponent
+        lam_items = regularization * (n_users + np.bincount(items, weights=w, minlength=n_items)) ** regularization_exponent
+    user_norms, item_norms = np.sum(U64**2, axis=1), np.sum(V64**2, axis=1)
+    if biases is not None:
+        user_norms = user_norms + user_bias.astype(np.float64) ** 2
+        item_norms = item_norms + item_bias.astype(np.float64) ** 2
+    penalty = float(lam_users @ user_norms + lam_items @ item_norms)
+    return float(all_entries), float(observed), penalty

@@ -10,6 +10,7 @@
 #include "compressed.hpp"
 #include "factors.hpp"
 #include "ratings.hpp"
+#include "rows.hpp"
 #include "shards.hpp"
 
 namespace latentmf {
@@ -44,6 +45,16 @@ struct Kernels {
   void (*row_squared_norms)(const Scalar* X, std::int64_t n_rows, std::int64_t n_factors, Scalar* out, int threads);
   double (*penalty_of_norms)(const Scalar* norms, const Scalar* bias, const std::int64_t* counts,
                              std::int64_t n_rows, int threads);
+
+  // The row solver (rows.hpp, kernels/rows.hpp): solves the rows of one side, returning how many
+  // were not positive definite; the Gramian [Y C]^T [Y C] in double; the iALS objective's parts.
+  std::int64_t (*solve_rows)(const RowSolve<Scalar>&, int threads);
+  void (*gramian)(const Scalar* Y, const Scalar* C, std::int64_t n_rows, std::int64_t n_factors,
+                  std::int64_t n_columns, double* out, int threads);
+  ImplicitObjective (*implicit_objective)(const RowEntries<Scalar>& by_user, const RowEntries<Scalar>& by_item,
+                                          const Entries<Scalar>&, const Factors<Scalar>&, const Biases<Scalar>&,
+                                          const RowRegularization<Scalar>& users,
+                                          const RowRegularization<Scalar>& items, int threads);
 
   // The member for an index type, for callers that are templates on it.
   auto sgd_ordered(std::int32_t) const { return sgd_ordered_int32; }

@@ -8,6 +8,7 @@
 #include "gradients.hpp"
 #include "isa.hpp"
 #include "predict.hpp"
+#include "rows.hpp"
 #include "sgd.hpp"
 #include "shards.hpp"
 #include "topn.hpp"
@@ -39,6 +40,9 @@ Kernels<Scalar> make_kernels() {
   k.shard_block_errors = &shard_block_errors<Scalar>;
   k.row_squared_norms = &row_squared_norms<Scalar>;
   k.penalty_of_norms = &penalty_of_norms<Scalar>;
+  k.solve_rows = &solve_rows<Scalar>;
+  k.gramian = &gramian<Scalar>;
+  k.implicit_objective = &implicit_objective<Scalar>;
   return k;
 }
 

@@ -1,0 +1,549 @@
+// The row solver (see ../rows.hpp for the problem): one system per row, solved exactly (Cholesky,
+// spd.hpp) or by a few steps of conjugate gradient, rows in parallel; and the two routines built
+// on the same arithmetic, the Gramian Y^T Y and the iALS objective over all entries.
+//
+// Rows are independent: each is computed by one thread from inputs no other row writes, in an
+// order fixed by the row's data, so the results are the same bits for any thread count and any
+// schedule.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "../factors.hpp"
+#include "../least_norm.hpp"
+#include "../memory.hpp"
+#include "../parallel.hpp"
+#include "../rows.hpp"
+#include "isa.hpp"
+#include "spd.hpp"
+#include "vector.hpp"
+
+namespace latentmf {
+namespace LATENTMF_ISA {
+
+// Entries ahead of the current one whose rows of Y are prefetched while gathering (rows of Y are
+// read at random).
+constexpr std::int64_t prefetch_entries = 8;
+// Bytes of gathered rows that one step of the exact path accumulates (w_j y_j and y_j): the
+// product tiles pass over them once per tile, so they should stay in L1.
+constexpr std::int64_t exact_chunk_bytes = 32 * 1024;
+// Bytes of gathered rows that conjugate gradient keeps for one row: its steps then read them
+// contiguously from L2 instead of gathering them from Y again. Longer rows are gathered again at
+// every step, a chunk of this size at a time.
+constexpr std::int64_t cg_chunk_bytes = 256 * 1024;
+
+// P and h as the solver reads them: P's F x F block padded to D x D (rows of stride D), its bias
+// column's first F entries (border) and corner P[F][F]; h's first F entries padded to D and h[F].
+template <class Scalar>
+struct SharedTerms {
+  bool has_matrix = false;
+  std::vector<Scalar> matrix, border, vector;
+  Scalar corner = 0, vector_bias = 0;
+};
+
+// One thread's scratch, allocated before the parallel loop so that nothing inside it allocates.
+template <class Scalar>
+struct RowScratch {
+  std::vector<Scalar> system, diagonal, inverse_diagonal, x, y, b, a, p, q, r, product;
+  std::vector<Scalar> gathered, weighted, weights, targets;
+  std::int64_t least_norm_rows = 0;
+  bool fallback_failed = false;
+
+  RowScratch(std::int64_t D, std::int64_t stride, std::int64_t capacity)
+      : system(D * stride), diagonal(D), inverse_diagonal(D), x(D), y(D), b(D), a(D), p(D), q(D), r(D), product(D),
+        gathered(capacity * D), weighted(capacity * D), weights(capacity), targets(capacity) {}
+};
+
+// Gathered rows that fit in `bytes`, at least one tile.
+template <class Scalar>
+std::int64_t chunk_entries(std::int64_t bytes, std::int64_t D) {
+  return std::max<std::int64_t>(tile_rows, bytes / (D * std::int64_t(sizeof(Scalar))));
+}
+
+// Solves the rows of one call; D is the padded order of the F x F block (FixedD when a compile-time
+// constant), and a bias column adds a border (see exact()).
+template <int FixedD, class Scalar>
+class RowSolver {
+ public:
+  RowSolver(const RowSolve<Scalar>& s, const SharedTerms<Scalar>& shared, const Scalar* lambda, RowScratch<Scalar>& w)
+      : s_(s), shared_(shared), lambda_(lambda), w_(w), F_(s.n_factors), D_(order<FixedD>(padded_order<Scalar>(F_))),
+        S_(system_stride<FixedD, Scalar>(D_)), bias_(s.bias != nullptr),
+        exact_capacity_(chunk_entries<Scalar>(exact_chunk_bytes / 2, D_)),
+        cg_capacity_(chunk_entries<Scalar>(cg_chunk_bytes, D_)) {}
+
+  void solve(std::int64_t n) {
+    const bool exact_method = s_.method == RowMethod::exact || s_.rows.count(n) == 0 || structurally_singular(n);
+    if (exact_method) {
+      if (!exact(n)) least_norm(n);
+    } else {
+      conjugate_gradient(n);
+    }
+  }
+
+ private:
+  // With no shared matrix, no regularization and fewer entries than unknowns, A_n has rank below
+  // its order: conjugate gradient would keep the starting point's part in A's null space, so such
+  // rows take the exact path, which gives them the least-norm solution.
+  bool structurally_singular(std::int64_t n) const {
+    return !shared_.has_matrix && lambda_[n] == 0 && s_.rows.count(n) < s_.order();
+  }
+
+  // Copies y_j, w_j and t_j of the entries [begin, end) into rows 0 .. end - begin of the scratch
+  // (rows of D, zero beyond F: the padding is never written).
+  void gather(std::int64_t begin, std::int64_t end) {
+    const auto& r = s_.rows;
+    const std::int64_t limit = r.size();
+    for (std::int64_t k = begin; k < end; ++k) {
+      if (k + prefetch_entries < limit) prefetch_row(s_.Y + std::int64_t(r.cols[k + prefetch_entries]) * F_, F_);
+      const std::int32_t j = r.cols[k];
+      std::memcpy(w_.gathered.data() + (k - begin) * D_, s_.Y + std::int64_t(j) * F_, sizeof(Scalar) * F_);
+      const Scalar weight = s_.entries.weight(r.values[k]);
+      w_.weights[k - begin] = weight;
+      w_.targets[k - begin] = s_.entries.target(r.values[k], weight, s_.offset(j));
+    }
+  }
+
+  // The system of row n in the scratch: A's F x F block (padded with the identity) in `system`
+  // with b in column D and, with a bias column, A's border a = A[0:F][F] in column D + 1;
+  // alpha_ = A[F][F] and beta_ = b[F]; `diagonal` holds A's diagonal.
+  void form(std::int64_t n) {
+    constexpr int W = pack_width<Scalar>;
+    Scalar* A = w_.system.data();
+    for (std::int64_t i = 0; i < D_; ++i) {
+      Scalar* row = A + i * S_;
+      const std::int64_t first = pack_of<Scalar>(i - i % tile_rows) * W;
+      std::fill(row + first, row + S_, Scalar(0));
+      if (shared_.has_matrix) std::copy(shared_.matrix.data() + i * D_ + first, shared_.matrix.data() + (i + 1) * D_, row + first);
+    }
+    for (std::int64_t i = F_; i < D_; ++i) A[i * S_ + i] = 1;
+    Scalar* b = w_.b.data();
+    Scalar* a = w_.a.data();
+    std::copy(shared_.vector.begin(), shared_.vector.end(), b);
+    std::copy(shared_.border.begin(), shared_.border.end(), a);
+    alpha_ = shared_.corner;
+    beta_ = shared_.vector_bias;
+    const auto& r = s_.rows;
+    for (std::int64_t begin = r.offsets[n]; begin < r.offsets[n + 1]; begin += exact_capacity_) {
+      const std::int64_t end = std::min(begin + exact_capacity_, r.offsets[n + 1]), count = end - begin;
+      gather(begin, end);
+      for (std::int64_t k = 0; k < count; ++k) {
+        const Scalar w = w_.weights[k], t = w_.targets[k];
+        const Scalar* y = w_.gathered.data() + k * D_;
+        Scalar* wy = w_.weighted.data() + k * D_;
+        for (std::int64_t c = 0; c < D_; c += W) {
+          const Pack<Scalar> yc = load_pack(y + c), wyc = w * yc;
+          store_pack(wy + c, wyc);
+          store_pack(b + c, load_pack(b + c) + t * yc);
+          if (bias_) store_pack(a + c, load_pack(a + c) + wyc);
+        }
+        alpha_ += w;
+        beta_ += t;
+      }
+      add_products<FixedD>(A, S_, w_.weighted.data(), w_.gathered.data(), count, D_);
+    }
+    const Scalar lambda = lambda_[n];
+    for (std::int64_t i = 0; i < F_; ++i) A[i * S_ + i] += lambda;
+    alpha_ += lambda;
+    for (std::int64_t i = 0; i < D_; ++i) {
+      A[i * S_ + D_] = b[i];
+      A[i * S_ + D_ + 1] = bias_ ? a[i] : Scalar(0);
+      w_.diagonal[i] = A[i * S_ + i];
+    }
+  }
+
+  // x_n = A^{-1} b (+ R^{-1} z for a draw), by Cholesky. With a bias column A is bordered,
+  // A~ = [[A, a], [a^T, alpha]], b~ = [b, beta], and its factor is R~ = [[R, r], [0, rho]] with
+  // r = R^{-T} a and rho^2 = alpha - r . r: the bias is eliminated last, so R~ is the Cholesky factor
+  // of A~ in the order of its unknowns. Returns false when A~ is not numerically positive definite.
+  bool exact(std::int64_t n) {
+    form(n);
+    Scalar* A = w_.system.data();
+    if (!cholesky<FixedD>(A, w_.diagonal.data(), w_.inverse_diagonal.data(), D_)) return false;
+    Scalar* y = w_.y.data();
+    Scalar* r = w_.r.data();
+    for (std::int64_t i = 0; i < D_; ++i) {
+      y[i] = A[i * S_ + D_];
+      r[i] = A[i * S_ + D_ + 1];
+    }
+    Scalar rho = 1, y_bias = 0;
+    if (bias_) {
+      const Scalar rho2 = alpha_ - padded_dot<FixedD>(r, r, D_);
+      if (!(rho2 > pivot_tolerance<Scalar>(D_ + 1) * alpha_)) return false;
+      rho = std::sqrt(rho2);
+      y_bias = (beta_ - padded_dot<FixedD>(r, y, D_)) / rho;
+    }
+    if (s_.noise) {
+      const Scalar* z = s_.noise + n * s_.order();
+      for (std::int64_t i = 0; i < F_; ++i) y[i] += z[i];
+      if (bias_) y_bias += z[F_];
+    }
+    Scalar x_bias = 0;
+    if (bias_) {
+      x_bias = y_bias / rho;
+      padded_axpy<FixedD>(-x_bias, r, y, D_);
+    }
+    Scalar* x = w_.x.data();
+    std::fill(x, x + D_, Scalar(0));
+    solve_upper<FixedD>(A, w_.inverse_diagonal.data(), y, x, D_);
+    write(n, x, x_bias);
+    return true;
+  }
+
+  // The least-norm solution (or draw) of a system that is not positive definite, from the system
+  // formed again in double (see least_norm_solution).
+  void least_norm(std::int64_t n) {
+    form(n);
+    const std::int64_t m = s_.order();
+    const Scalar* A = w_.system.data();
+    try {
+      std::vector<double> matrix(m * m), rhs(m), noise(s_.noise ? m : 0), x(m);
+      for (std::int64_t i = 0; i < F_; ++i) {
+        for (std::int64_t j = i; j < F_; ++j) matrix[i * m + j] = matrix[j * m + i] = A[i * S_ + j];
+        rhs[i] = A[i * S_ + D_];
+        if (bias_) matrix[i * m + F_] = matrix[F_ * m + i] = A[i * S_ + D_ + 1];
+      }
+      if (bias_) {
+        matrix[F_ * m + F_] = alpha_;
+        rhs[F_] = beta_;
+      }
+      if (s_.noise) std::copy(s_.noise + n * m, s_.noise + (n + 1) * m, noise.begin());
+      least_norm_solution(matrix.data(), rhs.data(), s_.noise ? noise.data() : nullptr, m,
+                          double(pivot_tolerance<Scalar>(m)), x.data());
+      Scalar* out = w_.x.data();
+      for (std::int64_t i = 0; i < F_; ++i) out[i] = Scalar(x[i]);
+      write(n, out, bias_ ? Scalar(x[F_]) : Scalar(0));
+      ++w_.least_norm_rows;
+    } catch (...) {
+      w_.fallback_failed = true;
+    }
+  }
+
+  void write(std::int64_t n, const Scalar* x, Scalar x_bias) {
+    std::copy(x, x + F_, s_.X + n * F_);
+    if (bias_) s_.bias[n] = x_bias;
+  }
+
+  // One pass over the entries of row n for conjugate gradient: with d_j = y~_j . [v, v_bias],
+  // out += sum_j c_j y_j and out_bias += sum_j c_j for c_j = coefficient(w_j, t_j, d_j). The first
+  // pass gathers the row; later ones reuse it when it fits in the scratch, else gather it again.
+  template <class Coefficient>
+  void entry_pass(std::int64_t n, bool first, const Scalar* v, Scalar v_bias, Scalar* out, Scalar& out_bias,
+                  Coefficient&& coefficient) {
+    constexpr int W = pack_width<Scalar>;
+    const auto& r = s_.rows;
+    const bool kept = r.count(n) <= cg_capacity_;
+    for (std::int64_t begin = r.offsets[n]; begin < r.offsets[n + 1]; begin += cg_capacity_) {
+      const std::int64_t end = std::min(begin + cg_capacity_, r.offsets[n + 1]), count = end - begin;
+      if (first || !kept) gather(begin, end);
+      constexpr int batch = 8;
+      std::int64_t k = 0;
+#ifdef LATENTMF_HAVE_VECTORS
+      // Eight dot products at a time share one reduction.
+      for (; k + batch <= count; k += batch) {
+        Pack<Scalar> sums[batch];
+        for (int i = 0; i < batch; ++i) {
+          const Scalar* y = w_.gathered.data() + (k + i) * D_;
+          Pack<Scalar> sum = load_pack(y) * load_pack(v);
+          for (std::int64_t c = W; c < D_; c += W) sum += load_pack(y + c) * load_pack(v + c);
+          sums[i] = sum;
+        }
+        Scalar dots[batch];
+        horizontal_sums<batch, Scalar>(sums, dots);
+        for (int i = 0; i < batch; ++i) add_entry(k + i, coefficient(w_.weights[k + i], w_.targets[k + i], dots[i] + v_bias), out, out_bias);
+      }
+#endif
+      for (; k < count; ++k) {
+        const Scalar d = padded_dot<FixedD>(w_.gathered.data() + k * D_, v, D_) + v_bias;
+        add_entry(k, coefficient(w_.weights[k], w_.targets[k], d), out, out_bias);
+      }
+    }
+  }
+
+  // out += c y_j, and out_bias += c with a bias column (without one the bias parts stay 0).
+  void add_entry(std::int64_t k, Scalar c, Scalar* out, Scalar& out_bias) {
+    padded_axpy<FixedD>(c, w_.gathered.data() + k * D_, out, D_);
+    if (bias_) out_bias += c;
+  }
+
+  // out (+)= (P + lambda I) v in the bordered form: [P v + border v_bias + lambda v,
+  // border . v + corner v_bias + lambda v_bias]; `add` adds to out, else subtracts.
+  void add_shared_product(std::int64_t n, const Scalar* v, Scalar v_bias, Scalar* out, Scalar& out_bias, bool add) {
+    Scalar* tmp = w_.product.data();
+    Scalar tmp_bias = lambda_[n] * v_bias;
+    if (shared_.has_matrix) {
+      symmetric_product<FixedD>(shared_.matrix.data(), v, tmp, D_);
+      if (bias_) {
+        padded_axpy<FixedD>(v_bias, shared_.border.data(), tmp, D_);
+        tmp_bias += padded_dot<FixedD>(shared_.border.data(), v, D_) + shared_.corner * v_bias;
+      }
+    } else {
+      std::fill(tmp, tmp + D_, Scalar(0));
+    }
+    padded_axpy<FixedD>(lambda_[n], v, tmp, D_);
+    padded_axpy<FixedD>(add ? Scalar(1) : Scalar(-1), tmp, out, D_);
+    out_bias += add ? tmp_bias : -tmp_bias;
+  }
+
+  // cg_steps steps of conjugate gradient on A x = b from the current x_n, A applied as
+  // P p + lambda p + sum_j w_j (y~_j . p) y~_j without forming it. Stops early, keeping the iterate,
+  // when the residual is 0 or p^T A p is not positive (A singular along p): no step divides by 0.
+  void conjugate_gradient(std::int64_t n) {
+    Scalar* x = w_.x.data();
+    Scalar* r = w_.r.data();
+    Scalar* p = w_.p.data();
+    Scalar* q = w_.q.data();
+    std::fill(x, x + D_, Scalar(0));
+    std::copy(s_.X + n * F_, s_.X + (n + 1) * F_, x);
+    Scalar x_bias = bias_ ? s_.bias[n] : Scalar(0);
+    // r = b - A x
+    std::copy(shared_.vector.begin(), shared_.vector.end(), r);
+    Scalar r_bias = shared_.vector_bias;
+    entry_pass(n, true, x, x_bias, r, r_bias, [](Scalar w, Scalar t, Scalar d) { return t - w * d; });
+    add_shared_product(n, x, x_bias, r, r_bias, false);
+    std::copy(r, r + D_, p);
+    Scalar p_bias = r_bias;
+    Scalar rr = padded_dot<FixedD>(r, r, D_) + r_bias * r_bias;
+    for (int step = 0; step < s_.cg_steps && rr > 0; ++step) {
+      std::fill(q, q + D_, Scalar(0));
+      Scalar q_bias = 0;
+      entry_pass(n, false, p, p_bias, q, q_bias, [](Scalar w, Scalar, Scalar d) { return w * d; });
+      add_shared_product(n, p, p_bias, q, q_bias, true);
+      const Scalar pq = padded_dot<FixedD>(p, q, D_) + p_bias * q_bias;
+      if (!(pq > 0)) break;
+      const Scalar step_size = rr / pq;
+      padded_axpy<FixedD>(step_size, p, x, D_);
+      x_bias += step_size * p_bias;
+      padded_axpy<FixedD>(-step_size, q, r, D_);
+      r_bias -= step_size * q_bias;
+      const Scalar rr_next = padded_dot<FixedD>(r, r, D_) + r_bias * r_bias;
+      const Scalar ratio = rr_next / rr;
+      for (std::int64_t c = 0; c < D_; ++c) p[c] = r[c] + ratio * p[c];
+      p_bias = r_bias + ratio * p_bias;
+      rr = rr_next;
+    }
+    write(n, x, x_bias);
+  }
+
+  const RowSolve<Scalar>& s_;
+  const SharedTerms<Scalar>& shared_;
+  const Scalar* lambda_;
+  RowScratch<Scalar>& w_;
+  const std::int64_t F_, D_, S_;
+  const bool bias_;
+  const std::int64_t exact_capacity_, cg_capacity_;
+  Scalar alpha_ = 0, beta_ = 0;
+};
+
+// G = Z^T Z (M x M, M = F + E, row-major, in double) for Z = [Y C] with Y n x F and C n x E
+// (row-major; E may be 0 and C null). Fixed chunks of rows, each summed by one thread in double
+// through the product tiles, are added in chunk order: the same bits for any thread count.
+template <class Scalar>
+void gramian(const Scalar* Y, const Scalar* C, std::int64_t n, std::int64_t F, std::int64_t E, double* out,
+             int threads) {
+  const std::int64_t M = F + E, D = padded_order<double>(M);
+  constexpr std::int64_t step = 32;
+  const Chunks chunks = even_chunks(n, 1024, 64);
+  std::vector<double> partial = allocate<double>(std::max<std::int64_t>(chunks.count(), 1) * D * D, "the partial Gramians");
+  std::vector<std::vector<double>> rows(static_cast<std::size_t>(threads), std::vector<double>(step * D));
+  parallel_for(chunks.count(), threads, [&](std::int64_t c) {
+    double* buffer = rows[thread_number()].data();
+    double* G = partial.data() + c * D * D;
+    for (std::int64_t begin = chunks.begin(c); begin < chunks.end(c); begin += step) {
+      const std::int64_t count = std::min(step, chunks.end(c) - begin);
+      for (std::int64_t i = 0; i < count; ++i) {
+        for (std::int64_t f = 0; f < F; ++f) buffer[i * D + f] = double(Y[(begin + i) * F + f]);
+        for (std::int64_t e = 0; e < E; ++e) buffer[i * D + F + e] = double(C[(begin + i) * E + e]);
+      }
+      add_products<0>(G, D, buffer, buffer, count, D);
+    }
+  });
+  for (std::int64_t i = 0; i < M; ++i)
+    for (std::int64_t j = i; j < M; ++j) {
+      double sum = 0;
+      for (std::int64_t c = 0; c < chunks.count(); ++c) sum += partial[c * D * D + i * D + j];
+      out[i * M + j] = out[j * M + i] = sum;
+    }
+}
+
+// P and h for the solver: as given, or the rule's own when null (see RowSolve). For implicit
+// feedback the own terms are the sums over all rows of Y, P = Y~^T Y~ and h = -Y~^T o, read off
+// the Gramian of [Y, 1 (with a bias column), o (with offsets)].
+template <class Scalar>
+SharedTerms<Scalar> shared_terms(const RowSolve<Scalar>& s, int threads) {
+  const std::int64_t F = s.n_factors, D = padded_order<Scalar>(F), m = s.order();
+  const bool bias = s.bias != nullptr;
+  SharedTerms<Scalar> out;
+  out.matrix.assign(D * D, Scalar(0));
+  out.border.assign(D, Scalar(0));
+  out.vector.assign(D, Scalar(0));
+  auto take_matrix = [&](auto&& P, std::int64_t stride) {
+    out.has_matrix = true;
+    for (std::int64_t i = 0; i < F; ++i) {
+      for (std::int64_t j = 0; j < F; ++j) out.matrix[i * D + j] = Scalar(P(i * stride + j));
+      if (bias) out.border[i] = Scalar(P(i * stride + F));
+    }
+    if (bias) out.corner = Scalar(P(F * stride + F));
+  };
+  const bool implicit = s.entries.rule == EntryRule::implicit_feedback;
+  const bool own_vector = implicit && !s.shared_vector && s.has_offsets();
+  if (implicit && (!s.shared_matrix || own_vector)) {
+    const std::int64_t E = (bias ? 1 : 0) + (own_vector ? 1 : 0), M = F + E, n = s.rows.n_cols;
+    std::vector<Scalar> columns = allocate<Scalar>(n * E, "the bias and offset columns");
+    for (std::int64_t j = 0; j < n; ++j) {
+      if (bias) columns[j * E] = 1;
+      if (own_vector) columns[j * E + E - 1] = s.offset(std::int32_t(j));
+    }
+    std::vector<double> G = allocate<double>(M * M, "the Gramian");
+    gramian(s.Y, E ? columns.data() : nullptr, n, F, E, G.data(), threads);
+    if (!s.shared_matrix) take_matrix([&](std::int64_t k) { return G[k]; }, M);
+    if (own_vector) {
+      for (std::int64_t i = 0; i < F; ++i) out.vector[i] = Scalar(-G[i * M + M - 1]);
+      if (bias) out.vector_bias = Scalar(-G[F * M + M - 1]);
+    }
+  }
+  if (s.shared_matrix) take_matrix([&](std::int64_t k) { return s.shared_matrix[k]; }, m);
+  if (s.shared_vector) {
+    for (std::int64_t i = 0; i < F; ++i) out.vector[i] = s.shared_vector[i];
+    if (bias) out.vector_bias = s.shared_vector[F];
+  }
+  return out;
+}
+
+// Chunks of rows of about equal work for the solver: a row costs its entries plus `overhead`
+// entries' worth (its factorization, or its products with P). Any split gives the same results.
+template <class Scalar>
+Chunks solver_chunks(const RowEntries<Scalar>& r, std::int64_t overhead, std::int64_t max_chunks = 1024) {
+  const double total = double(r.size()) + double(overhead + 1) * double(r.n_rows);
+  const double per_chunk = std::max(total / double(max_chunks), 1.0);
+  Chunks chunks;
+  chunks.bounds.push_back(0);
+  double work = 0;
+  for (std::int64_t n = 0; n < r.n_rows; ++n) {
+    work += double(r.count(n) + overhead + 1);
+    if (work >= per_chunk && n + 1 < r.n_rows) {
+      chunks.bounds.push_back(n + 1);
+      work = 0;
+    }
+  }
+  chunks.bounds.push_back(r.n_rows);
+  return chunks;
+}
+
+// Solves every row of `s` (see ../rows.hpp), after checking all of it. Returns the number of rows
+// whose system was not positive definite (solved for the least-norm solution instead).
+template <class Scalar>
+std::int64_t solve_rows(const RowSolve<Scalar>& s, int threads) {
+  check_row_solve(s, threads);
+  const std::vector<Scalar> lambda = row_regularization(s.rows, s.entries, s.regularization, threads);
+  const SharedTerms<Scalar> shared = shared_terms(s, threads);
+  const std::int64_t F = s.n_factors, D = padded_order<Scalar>(F);
+  const std::int64_t capacity = std::max(chunk_entries<Scalar>(cg_chunk_bytes, D), chunk_entries<Scalar>(exact_chunk_bytes / 2, D));
+  check_available(double(threads) * double(D * (D + 2 * pack_width<Scalar>) + 2 * capacity * D) * sizeof(Scalar),
+                  "the row solver's scratch");
+  std::vector<RowScratch<Scalar>> scratch;
+  for (int t = 0; t < threads; ++t) scratch.emplace_back(D, D + (rhs_columns + pack_width<Scalar> - 1) / pack_width<Scalar> * pack_width<Scalar>, capacity);
+  const Chunks chunks = solver_chunks(s.rows, s.method == RowMethod::exact ? D / 3 : s.cg_steps * D / 8);
+  with_width(F, [&](auto fixed) {
+    constexpr int FixedF = decltype(fixed)::value;
+    constexpr int FixedD = FixedF > 0 && padded_order<Scalar>(FixedF) == FixedF ? FixedF : 0;
+    parallel_for(chunks.count(), threads, [&](std::int64_t c) {
+      RowSolver<FixedD, Scalar> solver(s, shared, lambda.data(), scratch[thread_number()]);
+      for (std::int64_t n = chunks.begin(c); n < chunks.end(c); ++n) solver.solve(n);
+    });
+  });
+  std::int64_t least_norm_rows = 0;
+  for (const auto& w : scratch) {
+    if (w.fallback_failed) throw AllocationError("cannot allocate the least-norm solution of a singular row system");
+    least_norm_rows += w.least_norm_rows;
+  }
+  return least_norm_rows;
+}
+
+// sum_n lambda_n (|x_n|^2 + bias_n^2) in fixed chunks added in order.
+template <class Scalar>
+double weighted_squared_norms(const Scalar* X, const Scalar* bias, const Scalar* lambda, std::int64_t n_rows,
+                              std::int64_t F, int threads) {
+  return with_width(F, [&](auto fixed) {
+    constexpr int FixedF = decltype(fixed)::value;
+    return deterministic_sum(even_chunks(n_rows), threads, [&](std::int64_t begin, std::int64_t end) {
+      double sum = 0;
+      for (std::int64_t n = begin; n < end; ++n) {
+        const double b = bias ? double(bias[n]) : 0.0;
+        sum += double(lambda[n]) * (double(squared_norm<FixedF>(X + n * F, F)) + b * b);
+      }
+      return sum;
+    });
+  });
+}
+
+// <U~^T U~, V~^T V~> from the two Gramians.
+template <class Scalar>
+double all_entries_term(const Factors<Scalar>& f, const Biases<Scalar>& b, int threads) {
+  const std::int64_t F = f.n_factors, E = b.enabled() ? 2 : 0, M = F + E;
+  std::vector<Scalar> user_columns = allocate<Scalar>(f.n_users * E, "the bias columns"),
+                      item_columns = allocate<Scalar>(f.n_items * E, "the bias columns");
+  if (b.enabled()) {
+    for (std::int64_t n = 0; n < f.n_users; ++n) user_columns[2 * n] = b.user[n], user_columns[2 * n + 1] = 1;
+    for (std::int64_t m = 0; m < f.n_items; ++m) item_columns[2 * m] = 1, item_columns[2 * m + 1] = b.item[m] + b.global_mean;
+  }
+  std::vector<double> G_user(M * M), G_item(M * M);
+  gramian(f.U, E ? user_columns.data() : nullptr, f.n_users, F, E, G_user.data(), threads);
+  gramian(f.V, E ? item_columns.data() : nullptr, f.n_items, F, E, G_item.data(), threads);
+  double sum = 0;
+  for (std::int64_t k = 0; k < M * M; ++k) sum += G_user[k] * G_item[k];
+  return sum;
+}
+
+// The iALS objective (Hu, Koren and Volinsky 2008) over all n_users x n_items entries, in three parts:
+// L = sum_(n,m) c_nm (p_nm - r_hat_nm)^2 + sum_n lambda_n |u~_n|^2 + sum_m lambda_m |v~_m|^2
+// (p = 1 and c = 1 + w on an observed entry, p = 0 and c = 1 elsewhere), taken without visiting the
+// unobserved entries: all_entries = sum over all (n, m) of r_hat^2 = <U~^T U~, V~^T V~>, observed =
+// sum over the observed of c (1 - r_hat)^2 - r_hat^2, penalty = the two regularization sums.
+// With biases r_hat = mu + b_n + c_m + u_n . v_m, which is u~_n . v~_m for u~ = [u, b, 1] and
+// v~ = [v, 1, c + mu]; the penalty charges b_n^2 and c_m^2 with the factors.
+// Takes the ratings by user and by item (the same ratings in both orderings), the rule's
+// confidence, and the regularization of each side.
+template <class Scalar>
+ImplicitObjective implicit_objective(const RowEntries<Scalar>& by_user, const RowEntries<Scalar>& by_item,
+                                     const Entries<Scalar>& e, const Factors<Scalar>& f, const Biases<Scalar>& b,
+                                     const RowRegularization<Scalar>& user_regularization,
+                                     const RowRegularization<Scalar>& item_regularization, int threads) {
+  require(e.rule == EntryRule::implicit_feedback, "the iALS objective needs the implicit feedback rule");
+  check_entry_rule(e);
+  check_row_entries(by_user, e, threads);
+  check_row_entries(by_item, e, threads);
+  require(by_user.n_rows == f.n_users && by_user.n_cols == f.n_items && by_item.n_rows == f.n_items &&
+              by_item.n_cols == f.n_users && by_item.size() == by_user.size(),
+          "U and V have ", f.n_users, " and ", f.n_items, " rows but the ratings have n_users=", by_user.n_rows,
+          ", n_items=", by_user.n_cols);
+  const std::vector<Scalar> user_lambda = row_regularization(by_user, e, user_regularization, threads);
+  const std::vector<Scalar> item_lambda = row_regularization(by_item, e, item_regularization, threads);
+  ImplicitObjective out;
+  out.all_entries = all_entries_term(f, b, threads);
+  out.penalty = weighted_squared_norms(f.U, b.user, user_lambda.data(), f.n_users, f.n_factors, threads) +
+                weighted_squared_norms(f.V, b.item, item_lambda.data(), f.n_items, f.n_factors, threads);
+  const std::vector<std::int64_t> offsets(by_user.offsets, by_user.offsets + by_user.n_rows + 1);
+  out.observed = with_width(f.n_factors, [&](auto fixed) {
+    constexpr int FixedF = decltype(fixed)::value;
+    const std::int64_t F = f.n_factors;
+    return deterministic_sum(balanced_chunks(offsets), threads, [&](std::int64_t begin, std::int64_t end) {
+      double sum = 0;
+      for (std::int64_t n = begin; n < end; ++n)
+        for (std::int64_t k = by_user.offsets[n]; k < by_user.offsets[n + 1]; ++k) {
+          const std::int64_t m = by_user.cols[k];
+          const double r_hat = double(b.offset(n, m)) + double(dot<FixedF>(f.U + n * F, f.V + m * F, F));
+          const double c = 1.0 + double(e.weight(by_user.values[k]));
+          sum += c * (1.0 - r_hat) * (1.0 - r_hat) - r_hat * r_hat;
+        }
+      return sum;
+    });
+  });
+  return out;
+}
+
+}  // namespace LATENTMF_ISA
+}  // namespace latentmf
