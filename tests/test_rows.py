@@ -485,7 +485,7 @@ def test_bad_input_is_refused_by_name_and_changes_nothing(rng, what, call, error
 def test_binding_checks_again_what_python_checks(rng):
     # The Python layer refuses these first; the native entry point must refuse them too.
     world = World(rng)
-    index = world.ratings._index("float64")
+    index = world.ratings.native_index("float64")
     arguments = dict(index=index, side="users", U=world.U, V=world.V, rule="explicit", alpha=1.0,
                      confidence="linear", epsilon=1.0, precision=1.0, regularization=0.1,
                      regularization_exponent=1.0, row_regularization=None, global_mean=0.0, user_bias=None,

@@ -277,7 +277,7 @@ def solve_rows(ratings: Any, U: np.ndarray, V: np.ndarray, *, side: str, rule: s
     noise = _read_only(noise, "noise", dtype, (n_rows, order))
     if noise is not None and method != "exact":
         raise ValueError("noise (a Gibbs draw) needs method='exact'")
-    return _core.solve_rows(data._index(dtype), side, U, V, rule, as_real(alpha, "alpha", 0.0), confidence,
+    return _core.solve_rows(data.native_index(dtype), side, U, V, rule, as_real(alpha, "alpha", 0.0), confidence,
                             as_real(epsilon, "epsilon", 0.0, strict=True),
                             as_real(precision, "precision", 0.0, strict=True), lam, nu, per_row, global_mean,
                             user_bias, item_bias, shared_matrix, shared_vector, method,
@@ -328,7 +328,7 @@ def implicit_loss(ratings: Any, U: np.ndarray, V: np.ndarray, regularization: An
         users = items = None
         lam = as_real(regularization, "regularization", 0.0)
         nu = as_real(regularization_exponent, "regularization_exponent", -np.inf)
-    parts = _core.implicit_objective(data._index(dtype), U, V, as_real(alpha, "alpha", 0.0), confidence,
+    parts = _core.implicit_objective(data.native_index(dtype), U, V, as_real(alpha, "alpha", 0.0), confidence,
                                      as_real(epsilon, "epsilon", 0.0, strict=True), lam, nu, users, items,
                                      global_mean, user_bias, item_bias, as_threads(threads))
     return (float(parts[0]), float(parts[1]), float(parts[2]))
