@@ -41,6 +41,11 @@ ESTIMATORS = [
               {"factors": 4, "epochs": 3, "seed": 1, "solver": "sgd", "biases": False}),
     Estimator("MatrixFactorization(gd)", latentmf.MatrixFactorization,
               {"factors": 3, "epochs": 3, "seed": 1, "solver": "gd", "dtype": "float64"}),
+    Estimator("ImplicitMatrixFactorization(cg)", latentmf.ImplicitMatrixFactorization,
+              {"factors": 4, "epochs": 3, "seed": 1, "init_std": 0.1}),
+    Estimator("ImplicitMatrixFactorization(exact)", latentmf.ImplicitMatrixFactorization,
+              {"factors": 4, "epochs": 3, "seed": 1, "init_std": 0.1, "solver": "exact", "nu": 1.0,
+               "regularization": 1e-3, "confidence": "log"}),
 ]
 
 

@@ -20,6 +20,7 @@ from .data import Ratings
 from .functions import (gradients, gradients_dense, gramian, implicit_loss, loss, sgd_epoch, sgd_order,
                         solve_rows)
 from .idmap import IdMap
+from .implicit import ImplicitMatrixFactorization
 from .model import MatrixFactorization
 
 _isa.apply_environment()
@@ -55,6 +56,7 @@ def load(path: Any) -> FactorModel:
 __all__ = [
     "FactorModel",
     "IdMap",
+    "ImplicitMatrixFactorization",
     "MatrixFactorization",
     "NotFittedError",
     "Ratings",

@@ -50,6 +50,9 @@ class FactorModel(Answers, Guarded):
     _HISTORY_KEYS: ClassVar[tuple[str, ...]]
     #: Early stopping watches this entry of the history; True when larger is better.
     _MONITOR: ClassVar[tuple[str, bool]] = ("validation_rmse", False)
+    #: Whether predict gives ratings (on the training ratings' scale), which RMSE can judge, or
+    #: scores that only rank.
+    predicts_ratings: ClassVar[bool] = False
 
     _state_: FittedState | None
 

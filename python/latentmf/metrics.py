@@ -229,27 +229,31 @@ def coverage(recommended: Any, n_items: int) -> float:
 def evaluate(model: Any, test: Ratings, k: int = 10, *, threshold: float | None = None) -> dict[str, float]:
     """Every metric of a fitted model on a held-out `test` set that uses the model's ids.
 
-    RMSE and MAE of the predictions for the test pairs; the ranking metrics of the top-k lists
-    that `model.recommend_all` gives the test users, leaving out what they rated in training;
-    coverage of those lists over the model's items.
+    The ranking metrics of the top-k lists that `model.recommend_all` gives the test users, leaving
+    out what they had in training: precision, recall, NDCG and MAP at k, with the test pairs as the
+    relevant items (those rated at least `threshold`, when given), and the coverage of those lists
+    over the model's items. For a model that predicts ratings (``model.predicts_ratings``), also
+    RMSE and MAE of its predictions for the test pairs.
     """
     if not isinstance(test, Ratings):
         raise TypeError(f"test must be a latentmf.Ratings, got {type(test).__name__}")
     if test.user_ids != model.user_ids_ or test.item_ids != model.item_ids_:
         raise ValueError("test must map ids like the model: split it from the training Ratings, or build it "
                          "with ids_from=model")
-    raw_users = test.users if test.user_ids is None else test.user_ids.to_ids(test.users)
-    raw_items = test.items if test.item_ids is None else test.item_ids.to_ids(test.items)
-    predictions = model.predict(raw_users, raw_items)
+    report: dict[str, float] = {}
+    if model.predicts_ratings:
+        raw_users = test.users if test.user_ids is None else test.user_ids.to_ids(test.users)
+        raw_items = test.items if test.item_ids is None else test.item_ids.to_ids(test.items)
+        predictions = model.predict(raw_users, raw_items)
+        report.update(rmse=rmse(test.values, predictions), mae=mae(test.values, predictions))
     users = _sorted_unique(test.users.astype(np.int64))
     row_users = users if test.user_ids is None else test.user_ids.to_ids(users)
     lists = model.recommend_all(row_users, k=k, exclude_seen=True)
-    return {
-        "rmse": rmse(test.values, predictions),
-        "mae": mae(test.values, predictions),
+    report.update({
         f"precision@{k}": precision_at_k(lists, test, k, users=row_users, threshold=threshold),
         f"recall@{k}": recall_at_k(lists, test, k, users=row_users, threshold=threshold),
         f"ndcg@{k}": ndcg_at_k(lists, test, k, users=row_users, threshold=threshold),
         f"map@{k}": map_at_k(lists, test, k, users=row_users, threshold=threshold),
         "coverage": coverage(lists, model.n_items_),
-    }
+    })
+    return report

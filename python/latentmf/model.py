@@ -162,6 +162,7 @@ class MatrixFactorization(FactorModel):
 
     _FORMAT = "latentmf.MatrixFactorization"
     _HISTORY_KEYS = HISTORY_KEYS
+    predicts_ratings = True
 
     def __init__(
         self,
