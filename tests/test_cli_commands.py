@@ -49,7 +49,7 @@ def _train(capsys, tmp_path, data, *extra):
 def test_train_prints_each_epoch_and_writes_a_model_with_the_files_ids(capsys, tmp_path, ratings_csv):
     model_path, out = _train(capsys, tmp_path, ratings_csv, "--split", "user", "--test-size", 0.2)
     lines = out.splitlines()
-    assert lines[0].startswith("Training on") and "holding out" in lines[0]
+    assert lines[0].startswith("Training a MatrixFactorization on") and "holding out" in lines[0]
     assert [line.split()[1] for line in lines if line.startswith("epoch")] == ["1/3", "2/3", "3/3"]
     assert all("validation RMSE" in line for line in lines if line.startswith("epoch"))
     model = latentmf.load(model_path)
@@ -218,3 +218,26 @@ def test_saving_into_a_missing_folder_names_the_folder(capsys, tmp_path, ratings
     assert code == 2
     assert err.strip().endswith(f"no such directory to save the model in: '{tmp_path / 'missing'}'")
     assert not (tmp_path / "missing").exists()
+
+
+def test_an_implicit_model_from_a_table_without_ratings(capsys, tmp_path, ratings_csv):
+    plays = tmp_path / "plays.csv"
+    with open(ratings_csv) as source, open(plays, "w") as target:
+        for line in source:
+            user, item, _, stamp = line.rstrip("\n").split(",")
+            target.write(f"{user},{item},{stamp}\n")
+    model_path = tmp_path / "implicit.npz"
+    code, out, err = _run(capsys, "train", plays, "--model", "implicit", "-o", model_path, "--factors", 4,
+                          "--epochs", 2, "--no-progress", "--split", "user")
+    assert code == 0, err
+    assert out.splitlines()[0].startswith("Training a ImplicitMatrixFactorization")
+    model = latentmf.load(model_path)
+    assert isinstance(model, latentmf.ImplicitMatrixFactorization) and model.user_ids_.kind == "str"
+    code, out, _ = _run(capsys, "evaluate", model_path, plays, "--split", "user", "--format", "json")
+    assert code == 0 and set(json.loads(out)) == {"precision@10", "recall@10", "ndcg@10", "map@10", "coverage"}
+    code, out, _ = _run(capsys, "recommend", model_path, "--user", "user3", "-k", 3)
+    assert code == 0 and len(out.splitlines()) == 4
+    code, _, err = _run(capsys, "train", plays, "-o", tmp_path / "r.npz")
+    assert code == 2 and "has no rating column" in err
+    code, _, err = _run(capsys, "train", ratings_csv, "--model", "implicit", "--solver", "sgd", "-o", model_path)
+    assert code == 2 and "--model implicit takes no --solver" in err

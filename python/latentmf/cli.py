@@ -20,6 +20,7 @@ from .answers import UnknownIdError, UnknownIdWarning
 from .base import FactorModel
 from .data import Ratings
 from .datasets import load_movielens, synthetic
+from .implicit import ImplicitMatrixFactorization
 from .model import MatrixFactorization
 
 EPILOG = """\
@@ -82,8 +83,9 @@ def _add_unknown_argument(parser: argparse.ArgumentParser) -> None:
 UNKNOWN_HINT = " (--unknown mean answers unknown ids from the mean rating and biases)"
 
 
-def _raw_columns(args: argparse.Namespace) -> dict[str, Any]:
-    """The ratings as raw columns (user, item, rating, timestamp or None), from the file or dataset."""
+def _raw_columns(args: argparse.Namespace, rated: bool = True) -> dict[str, Any]:
+    """The ratings as raw columns (user, item, rating, timestamp or None), from the file or dataset.
+    Without `rated` the rating column may be absent: every row is then an interaction of strength 1."""
     if args.dataset is not None:
         if args.data is not None:
             raise ValueError("give a ratings file or --dataset, not both")
@@ -93,8 +95,11 @@ def _raw_columns(args: argparse.Namespace) -> dict[str, Any]:
     if args.data is None:
         raise ValueError("give a ratings file or --dataset NAME")
     table = read_table(args.data, header=not args.no_header)
-    columns = {role: column(table, role, getattr(args, f"{role}_col"), args.data, required=role != "timestamp")
-               for role in ("user", "item", "rating", "timestamp")}
+    required = {"user": True, "item": True, "rating": rated, "timestamp": False}
+    columns = {role: column(table, role, getattr(args, f"{role}_col"), args.data, required=required[role])
+               for role in required}
+    if columns["rating"] is None:
+        columns["rating"] = np.ones(len(columns["user"]), dtype=np.float32)
     columns["rating"] = numbers(columns["rating"], "rating", args.data, header=not args.no_header)
     return columns
 
@@ -103,8 +108,8 @@ def _raw_ids(ids: Any, indices: np.ndarray) -> np.ndarray:
     return indices if ids is None else ids.to_ids(indices)
 
 
-def _ratings(args: argparse.Namespace, ids_from: Any = None) -> Ratings:
-    raw = _raw_columns(args)
+def _ratings(args: argparse.Namespace, ids_from: Any = None, rated: bool = True) -> Ratings:
+    raw = _raw_columns(args, rated)
     return Ratings.from_ids(raw["user"], raw["item"], raw["rating"], timestamps=raw["timestamp"],
                             ids_from=ids_from)
 
@@ -129,13 +134,28 @@ def _split(ratings: Ratings, args: argparse.Namespace) -> tuple[Ratings, Ratings
     return ratings.split(size, seed=args.seed)
 
 
+def _new_model(args: argparse.Namespace) -> FactorModel:
+    """The model that --model names, with the options given (the rest at the class's defaults)."""
+    common = {"threads": args.threads, "seed": args.seed, "verbose": True, "progress": args.progress,
+              "early_stopping": args.early_stopping}
+    given = {name: getattr(args, name) for name in ("factors", "epochs", "regularization", "learning_rate", "alpha")
+             if getattr(args, name) is not None}
+    if args.model == "implicit":
+        refused = [f"--{name.replace('_', '-')}" for name in ("learning_rate",) if name in given]
+        if args.solver is not None or args.no_biases or refused:
+            raise ValueError("--model implicit takes no --solver, --learning-rate or --no-biases")
+        return ImplicitMatrixFactorization(**given, **common)
+    if "alpha" in given:
+        raise ValueError("--alpha is for --model implicit")
+    return MatrixFactorization(**given, **common, solver=args.solver or "adagrad", biases=not args.no_biases,
+                               unknown=args.unknown)
+
+
 def _train(args: argparse.Namespace) -> int:
-    train, test = _split(_ratings(args), args)
-    model = MatrixFactorization(factors=args.factors, solver=args.solver, epochs=args.epochs,
-                                learning_rate=args.learning_rate, regularization=args.regularization,
-                                biases=not args.no_biases, threads=args.threads, seed=args.seed, verbose=True,
-                                progress=args.progress, early_stopping=args.early_stopping, unknown=args.unknown)
-    print(f"Training on {len(train)} ratings of {train.n_users} users and {train.n_items} items"
+    train, test = _split(_ratings(args, rated=args.model == "rating"), args)
+    model = _new_model(args)
+    print(f"Training a {type(model).__name__} on {len(train)} ratings of {train.n_users} users and "
+          f"{train.n_items} items"
           + ("" if test is None else f", holding out {len(test)}") + ".", flush=True)
     model.fit(train, validation=test)
     if model.best_epoch_ is not None:
@@ -178,9 +198,9 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     model = _load_model(args.model)
     if args.split == "none":
-        test = _ratings(args, ids_from=model)
+        test = _ratings(args, ids_from=model, rated=model.predicts_ratings)
     else:
-        held_out = _split(_ratings(args), args)[1]
+        held_out = _split(_ratings(args, rated=model.predicts_ratings), args)[1]
         assert held_out is not None  # a split always holds some ratings out
         test = held_out
         if test.user_ids != model.user_ids_ or test.item_ids != model.item_ids_:
@@ -305,12 +325,19 @@ def _parser() -> argparse.ArgumentParser:
     _add_data_arguments(train)
     _add_split_arguments(train)
     model = train.add_argument_group("model")
-    model.add_argument("--factors", type=int, default=32, help="latent factors (default: %(default)s)")
-    model.add_argument("--epochs", type=int, default=20, help="training epochs (default: %(default)s)")
-    model.add_argument("--solver", choices=["adagrad", "sgd", "gd"], default="adagrad",
-                       help="training algorithm (default: %(default)s)")
+    model.add_argument("--model", choices=["rating", "implicit"], default="rating",
+                       help="rating: predicts ratings (MatrixFactorization); implicit: ranks items from which ones "
+                            "each user chose (ImplicitMatrixFactorization, iALS), what recommends best; the rating "
+                            "column is then optional (every row an interaction) (default: %(default)s)")
+    model.add_argument("--factors", type=int, default=None, help="latent factors (default: the model's)")
+    model.add_argument("--epochs", type=int, default=None, help="training epochs (default: the model's)")
+    model.add_argument("--solver", choices=["adagrad", "sgd", "gd"], default=None,
+                       help="training algorithm of the rating model (default: adagrad)")
     model.add_argument("--learning-rate", type=float, default=None, help="step size (default: the solver's)")
-    model.add_argument("--regularization", type=float, default=0.07, help="L2 weight per rating (default: 0.07)")
+    model.add_argument("--regularization", type=float, default=None, help="L2 weight (default: the model's)")
+    model.add_argument("--alpha", type=float, default=None,
+                       help="implicit model: how fast confidence grows with an interaction's strength "
+                            "(default: the model's)")
     model.add_argument("--no-biases", action="store_true", help="leave out the mean rating and the biases")
     model.add_argument("--early-stopping", type=int, metavar="PATIENCE",
                        help="with --split, stop when the held-out RMSE has not improved for PATIENCE epochs and "
@@ -328,10 +355,11 @@ def _parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser(
         "evaluate", help="measure a model on held-out ratings", formatter_class=raw,
-        description="Prints RMSE and MAE of the predictions, and precision, recall, NDCG and MAP at k and "
-                    "coverage of the top-k lists (leaving out what each user rated in training). Give the "
-                    "held-out ratings as a file or dataset, or give the data the model was trained from with "
-                    "the same --split, --test-size and --seed to evaluate on its held-out part.\n\n" + DATA_HELP)
+        description="Prints precision, recall, NDCG and MAP at k and coverage of the top-k lists (leaving out "
+                    "what each user had in training) and, for a rating model, RMSE and MAE of its predictions; "
+                    "the model file says which kind of model it is. Give the held-out ratings as a file or "
+                    "dataset, or give the data the model was trained from with the same --split, --test-size and "
+                    "--seed to evaluate on its held-out part.\n\n" + DATA_HELP)
     evaluate.add_argument("model", metavar="MODEL", help="a model file written by 'latentmf train'")
     _add_data_arguments(evaluate)
     _add_split_arguments(evaluate)
@@ -342,9 +370,10 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(run=_evaluate)
 
     predict = commands.add_parser(
-        "predict", help="predicted ratings for (user, item) pairs", formatter_class=raw,
-        description="Prints the predicted rating of each (user, item) pair, in your ids: from a file with user "
-                    "and item columns, or from --user and --item (one user with many items, or pairs).")
+        "predict", help="predicted ratings (or scores) for (user, item) pairs", formatter_class=raw,
+        description="Prints the predicted rating (an implicit model: the score) of each (user, item) pair, in your "
+                    "ids: from a file with user and item columns, or from --user and --item (one user with many "
+                    "items, or pairs).")
     predict.add_argument("model", metavar="MODEL", help="a model file written by 'latentmf train'")
     predict.add_argument("data", nargs="?", metavar="PAIRS", help="a .csv, .tsv or .parquet file of pairs")
     predict.add_argument("--user", action="append", help="a user id (repeat for pairs)")
@@ -358,8 +387,10 @@ def _parser() -> argparse.ArgumentParser:
 
     recommend = commands.add_parser(
         "recommend", help="top-k items for users", formatter_class=raw,
-        description="Prints the k items with the highest predicted rating for each user (rows of user, rank, "
-                    "item, score), leaving out the items the user rated in training.")
+        description="Prints the k items of highest score for each user (rows of user, rank, item, score), "
+                    "leaving out the items the user had in training: for a rating model the score is the predicted "
+                    "rating, unclipped; for an implicit model it ranks items by how likely the user is to choose "
+                    "them. The model file says which kind of model it is.")
     recommend.add_argument("model", metavar="MODEL", help="a model file written by 'latentmf train'")
     recommend.add_argument("--user", action="append", help="a user id (repeat for more users)")
     recommend.add_argument("--users-file", metavar="FILE", help="a file with one user id per line")
