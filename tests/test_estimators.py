@@ -41,6 +41,8 @@ ESTIMATORS = [
               {"factors": 4, "epochs": 3, "seed": 1, "solver": "sgd", "biases": False}),
     Estimator("MatrixFactorization(gd)", latentmf.MatrixFactorization,
               {"factors": 3, "epochs": 3, "seed": 1, "solver": "gd", "dtype": "float64"}),
+    Estimator("MatrixFactorization(als)", latentmf.MatrixFactorization,
+              {"factors": 4, "epochs": 3, "seed": 1, "solver": "als", "init_std": 0.1}),
     Estimator("ImplicitMatrixFactorization(cg)", latentmf.ImplicitMatrixFactorization,
               {"factors": 4, "epochs": 3, "seed": 1, "init_std": 0.1}),
     Estimator("ImplicitMatrixFactorization(exact)", latentmf.ImplicitMatrixFactorization,

@@ -262,3 +262,17 @@ def test_ratings_the_dtype_cannot_hold_are_named():
         latentmf.MatrixFactorization(factors=2).fit(ratings)
     assert latentmf.MatrixFactorization(factors=2, epochs=1, dtype="float64", regularization=0.0,
                                         learning_rate=1e-90, solver="sgd").fit(ratings)._is_fitted()
+
+
+@pytest.mark.parametrize("biases", [False, True])
+def test_als_never_increases_the_loss_and_needs_no_step(rng, biases):
+    ratings = random_ratings(rng, 40, 30, 500)
+    model = latentmf.MatrixFactorization(factors=5, solver="als", epochs=6, biases=biases, dtype="float64",
+                                         init_std=0.1, exact_loss=True).fit(ratings)
+    losses = model.history_["loss"]
+    assert all(later <= earlier * (1 + 1e-12) for earlier, later in zip(losses, losses[1:]))
+    assert "default_learning_rate" not in model._state().derived
+    # the history's loss is the model's objective (latentmf.loss) at the end of each epoch
+    arguments = {"biases": (model.global_mean_, model.user_bias_, model.item_bias_)} if biases else {}
+    assert losses[-1] == pytest.approx(latentmf.loss(ratings, model.U, model.V, model.regularization, **arguments),
+                                       rel=1e-10)

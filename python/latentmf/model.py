@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Any, Mapping
 
@@ -48,14 +49,17 @@ class MatrixFactorization(FactorModel):
     ----------
     factors : int
         F, the number of latent factors (columns of U and V).
-    solver : {"adagrad", "sgd", "gd"}
+    solver : {"adagrad", "sgd", "gd", "als"}
         "sgd": stochastic gradient descent over the stratified block grid of DESIGN.md, in
         parallel, with results that do not depend on the number of threads. "adagrad": the same
         with steps per row and group of factors (AdaGrad after LIBMF's schedule, with a first
         epoch on the leading 16 factors; see `latentmf.sgd_epoch`): fewer epochs, notably
-        without biases. "gd": full-batch gradient descent on the masked batch gradients.
+        without biases. "gd": full-batch gradient descent on the masked batch gradients. "als":
+        alternating least squares, the exact minimiser of the loss for each user's row (factors
+        and bias) with the items fixed, then for each item's; no learning rate, and the loss
+        never increases.
     epochs : int
-        Passes over the ratings (SGD) or gradient steps (GD) per call of fit.
+        Passes over the ratings (SGD), gradient steps (GD) or alternations (ALS) per call of fit.
     learning_rate : float, optional
         The step eta. Default: 0.05 for AdaGrad, 0.015 for SGD; for GD, 0.5 divided by the largest
         number of ratings of one user or item (plain GD diverges beyond about twice that).
@@ -297,9 +301,9 @@ class MatrixFactorization(FactorModel):
         summary = DataSummary.of(data)
         native = new_native(settings["dtype"], data.n_users, data.n_items, settings["factors"])
         rating_solvers.initialize(native, summary, settings)
+        derived = {} if math.isnan(learning_rate) else {"default_learning_rate": learning_rate}
         state = FittedState(native, settings, self._layout(settings), summary, SeenItems(ratings=data),
-                            empty_history(HISTORY_KEYS), derived={"default_learning_rate": learning_rate},
-                            training=data)
+                            empty_history(HISTORY_KEYS), derived=derived, training=data)
         return state, self._trainer(state, data, settings)
 
     def _continue(self, state: FittedState, data: Ratings, settings: dict[str, Any], epochs: int) -> Trainer:
@@ -315,7 +319,7 @@ class MatrixFactorization(FactorModel):
 
     @staticmethod
     def _learning_rate(state: FittedState, settings: Mapping[str, Any]) -> float:
-        return settings["learning_rate"] or state.derived["default_learning_rate"]
+        return settings["learning_rate"] or state.derived.get("default_learning_rate", math.nan)
 
     def _validation(self, held_out: Ratings) -> dict[str, float]:
         return {"validation_rmse": self._rmse(held_out)}

@@ -12,9 +12,12 @@ from . import _core
 from ._checks import as_threads, check_memory, check_representable
 from .data import Ratings
 from .state import DataSummary
+from .functions import solve_rows
 from .training import Trainer
 
-SOLVERS = ("sgd", "adagrad", "gd")
+SOLVERS = ("adagrad", "sgd", "gd", "als")
+#: The solvers that take a step (a learning rate).
+STEPPED = ("adagrad", "sgd", "gd")
 
 #: Steps when none is given (AdaGrad's tuned with the other defaults on MovieLens 100k; plain
 #: SGD's is its best on the same data); GD's depends on the data (see default_learning_rate).
@@ -37,8 +40,11 @@ def layout(settings: Mapping[str, Any]) -> tuple[str, ...]:
 
 
 def default_learning_rate(solver: str, data: Ratings) -> float:
-    """The step when none is given. GD's is half the step at which plain gradient descent stops
-    being stable for the busiest row, whose gradient sums the most ratings."""
+    """The step when none is given (NaN for a solver without one). GD's is half the step at which
+    plain gradient descent stops being stable for the busiest row, whose gradient sums the most
+    ratings."""
+    if solver not in STEPPED:
+        return math.nan
     if solver != "gd":
         return DEFAULT_LEARNING_RATE[solver]
     busiest = max(np.bincount(data.users).max(), np.bincount(data.items).max())
@@ -53,7 +59,7 @@ def step(settings: Mapping[str, Any], learning_rate: float, epoch: int) -> float
 def check_steps(settings: Mapping[str, Any], learning_rate: float, first: int, epochs: int) -> None:
     """Every step of epochs [first, first + epochs) must be a positive number in the model's dtype;
     the last is the smallest (the decay only lowers it)."""
-    if epochs == 0:
+    if epochs == 0 or settings["solver"] not in STEPPED:
         return
     dtype = settings["dtype"]
     check_representable(learning_rate, "learning_rate", dtype, positive=True)
@@ -126,7 +132,7 @@ def _largest_magnitude(array: np.ndarray) -> float:
 
 
 def new_trainer(native: Any, data: Ratings, settings: Mapping[str, Any], learning_rate: float) -> Trainer:
-    trainer_class = GdTrainer if settings["solver"] == "gd" else SgdTrainer
+    trainer_class = {"gd": GdTrainer, "als": AlsTrainer}.get(settings["solver"], SgdTrainer)
     return trainer_class(native, data, settings, learning_rate)
 
 
@@ -244,3 +250,30 @@ class GdTrainer(RatingTrainer):
     def objective(self) -> tuple[float, float]:
         return _core.objective(self.index, self.U, self.V, self.global_mean, self.user_bias, self.item_bias,
                                self.threads)
+
+
+class AlsTrainer(RatingTrainer):
+    """Alternating least squares: each epoch gives every user row (factors and bias) the exact
+    minimiser of the loss with V and the item biases fixed, then every item row likewise
+    (`latentmf.solve_rows`), so the loss never increases. No step."""
+
+    def __init__(self, native: Any, data: Ratings, settings: Mapping[str, Any], learning_rate: float) -> None:
+        super().__init__(native, settings, learning_rate, layout(settings))
+        self.data = data
+        self.index = data.native_index(settings["dtype"])
+        self.n_ratings = len(data)
+
+    def run_epoch(self, epoch: int) -> dict[str, float]:
+        biases = (self.global_mean, self.user_bias, self.item_bias) if self.biases else None
+        for side in ("users", "items"):
+            solve_rows(self.data, self.U, self.V, side=side, rule="explicit", regularization=self.regularization,
+                       biases=biases, threads=self.settings["threads"])
+        return self.record(*self.objective())
+
+    def objective(self) -> tuple[float, float]:
+        return _core.objective(self.index, self.U, self.V, self.global_mean, self.user_bias, self.item_bias,
+                               self.threads)
+
+    def divergence_message(self, epoch: int, loss: float, last: int | None) -> str:
+        return (f"{Trainer.divergence_message(self, epoch, loss, last)}. The ratings are too large to square in "
+                f"{self.settings['dtype']}: rescale them, or use dtype='float64'.")
