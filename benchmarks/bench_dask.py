@@ -67,7 +67,7 @@ def main() -> None:
             print(f"{factors:>4} {'local, 1 thread':<34} {_per_epoch(one.history_['seconds']):>8.3f}")
             for history in (True, False):
                 fitted = latentmf.dask.fit(latentmf.MatrixFactorization(**settings), data, client, history=history)
-                report = fitted.dask_report_
+                report = fitted.fit_report_
                 same = np.array_equal(local.U, fitted.U) and np.array_equal(local.V, fitted.V)
                 how = f"dask, {len(report.workers)} workers x 1 thread" + (", history" if history else "")
                 moved = (f"{np.mean(report.v_bytes_predicted):>13,.0f} / {np.mean(report.v_bytes_measured):>13,.0f}")

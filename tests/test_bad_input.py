@@ -160,7 +160,7 @@ CATALOGUE = [
     Bad("MatrixFactorization", "factors = 10**9", _refit(factors=10**9), ValueError,
         "factors must be >= 1 and <= 1048576, got 1000000000"),
     Bad("MatrixFactorization", "fractional factors", _refit(factors=2.5), TypeError, "factors must be an integer"),
-    Bad("MatrixFactorization", "unknown solver", _refit(solver="als"), ValueError, "solver must be one of"),
+    Bad("MatrixFactorization", "unknown solver", _refit(solver="magic"), ValueError, "solver must be one of"),
     Bad("MatrixFactorization", "negative epochs", _refit(epochs=-1), ValueError, "epochs must be >= 0"),
     Bad("MatrixFactorization", "epochs as text", _refit(epochs="3"), TypeError, "epochs must be an integer"),
     Bad("MatrixFactorization", "learning_rate < 0", _refit(learning_rate=-0.01), ValueError,

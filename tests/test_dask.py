@@ -246,8 +246,9 @@ def test_divergence_keeps_the_last_finite_epoch_like_local_fit(client, ratings, 
 def test_configurations_that_cannot_work_are_refused(client, ratings):
     with pytest.raises(ValueError, match="3 workers but only blocks=2"):
         ldask.fit(_model(blocks=2), ratings, client)
-    with pytest.raises(ValueError, match="'gd'"):
-        ldask.fit(_model(solver="gd"), ratings, client)
+    for solver in ("gd", "als", "gibbs"):
+        with pytest.raises(ValueError, match=f"not '{solver}'"):
+            ldask.fit(_model(solver=solver), ratings, client)
     with pytest.raises(ValueError, match="workers=4"):
         ldask.fit(_model(), ratings, client, workers=4)
     with pytest.raises(ValueError, match="early_stopping"):

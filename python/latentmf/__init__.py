@@ -17,8 +17,8 @@ from ._version import __version__
 from .answers import TopItems, UnknownIdError, UnknownIdWarning, UserFactors
 from .base import FactorModel, NotFittedError
 from .data import Ratings
-from .functions import (gradients, gradients_dense, gramian, implicit_loss, loss, sgd_epoch, sgd_order,
-                        solve_rows)
+from .functions import (gibbs_sweep, gradients, gradients_dense, gramian, implicit_loss, loss, sgd_epoch,
+                        sgd_order, solve_rows)
 from .idmap import IdMap
 from .implicit import ImplicitMatrixFactorization
 from .model import MatrixFactorization
@@ -67,6 +67,7 @@ __all__ = [
     "__version__",
     "build_info",
     "datasets",
+    "gibbs_sweep",
     "gradients",
     "gradients_dense",
     "gramian",

@@ -11,7 +11,9 @@ A subclass provides:
 - ``__init__`` storing its keyword hyper-parameters, and ``_settings()`` checking them;
 - ``_layout(settings)``: the native arrays its models use (see `latentmf.state.NATIVE_ARRAYS`);
 - ``_start(data, settings, epochs)`` and ``_continue(state, data, settings, epochs)``: the
-  initial state and the solver's `Trainer`;
+  state to train (a fresh one, or the fitted one to continue) and the solver's `Trainer`;
+- ``_native_width(settings, derived)`` and ``_check_solver_state(state)`` when its native model
+  is not F wide or its solver keeps arrays of its own (both have defaults);
 - ``_validation(held_out)``: the validation entries of the history after an epoch;
 - ``_solve_user(items, values)``: the factors and bias of a user folded in from interactions;
 - the class attributes below.
@@ -101,8 +103,18 @@ class FactorModel(Answers, Guarded):
         raise NotImplementedError
 
     def _continue(self, state: FittedState, data: Ratings, settings: dict[str, Any],
-                  epochs: int) -> training.Trainer:
+                  epochs: int) -> tuple[FittedState, training.Trainer]:
         raise NotImplementedError
+
+    @classmethod
+    def _native_width(cls, settings: Mapping[str, Any], derived: Mapping[str, float]) -> int:
+        """The columns of the native model's U and V."""
+        return int(settings["factors"])
+
+    def _check_solver_state(self, state: FittedState) -> None:
+        """ValueError unless the state's solver arrays are what this model's solver keeps."""
+        if state.solver_state:
+            raise ValueError(f"a {type(self).__name__} keeps no solver arrays, got {sorted(state.solver_state)}")
 
     def _validation(self, held_out: Ratings) -> dict[str, float]:
         raise NotImplementedError
@@ -124,6 +136,10 @@ class FactorModel(Answers, Guarded):
                              f"its settings ({list(expected)})")
         if tuple(state.history) != self._HISTORY_KEYS:
             raise ValueError(f"history must have the keys {list(self._HISTORY_KEYS)}, got {list(state.history)}")
+        width = self._native_width(state.settings, state.derived)
+        if state.n_factors != width:
+            raise ValueError(f"the state's factors are {state.n_factors} wide, but its settings make them {width}")
+        self._check_solver_state(state)
         self.__dict__["_state_"] = state
 
     def _state(self) -> FittedState:
@@ -176,8 +192,7 @@ class FactorModel(Answers, Guarded):
         held_out = None if validation is None else _check_validation(as_ratings(validation), data)
         _check_early_stopping(settings, held_out)
         if settings.get("warm_start") and self._is_fitted():
-            state = self._state()
-            trainer = self._continue(state, data, settings, epochs)
+            state, trainer = self._continue(self._state(), data, settings, epochs)
             state = state.replace(training=data, seen=SeenItems(ratings=data))
         else:
             state, trainer = self._start(data, settings, epochs)
@@ -209,8 +224,7 @@ class FactorModel(Answers, Guarded):
         held_out = None if validation is None else _check_validation(as_ratings(validation), data)
         _check_early_stopping(settings, held_out)
         if fitted:
-            state = self._state()
-            trainer = self._continue(state, data, settings, epochs)
+            state, trainer = self._continue(self._state(), data, settings, epochs)
             state = state.replace(training=data, seen=SeenItems(ratings=data))
         else:
             state, trainer = self._start(data, settings, epochs)
@@ -373,15 +387,17 @@ def model_class(format_name: Any) -> type[FactorModel]:
     return MODEL_CLASSES[format_name]
 
 
-def fitted_settings(format_name: str, params: Mapping[str, Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
-    """The checked settings of a model of that format with those hyper-parameters, and the native
-    arrays it uses; ValueError (or TypeError) for hyper-parameters the class refuses."""
+def fitted_settings(format_name: str, params: Mapping[str, Any],
+                    derived: Mapping[str, float]) -> tuple[dict[str, Any], tuple[str, ...], int]:
+    """The checked settings of a model of that format with those hyper-parameters, the native
+    arrays it uses and their width given what its fit `derived`; ValueError (or TypeError) for
+    hyper-parameters the class refuses."""
     cls = model_class(format_name)
     unknown = set(params) - set(cls._parameter_names())
     if unknown:
         raise ValueError(f"unknown hyper-parameters {sorted(unknown)}")
     settings = cls(**params)._settings()
-    return settings, cls._layout(settings)
+    return settings, cls._layout(settings), cls._native_width(settings, derived)
 
 
 def new_model(format_name: str, params: Mapping[str, Any], state: FittedState) -> FactorModel:

@@ -331,7 +331,7 @@ def _parser() -> argparse.ArgumentParser:
                             "column is then optional (every row an interaction) (default: %(default)s)")
     model.add_argument("--factors", type=int, default=None, help="latent factors (default: the model's)")
     model.add_argument("--epochs", type=int, default=None, help="training epochs (default: the model's)")
-    model.add_argument("--solver", choices=["adagrad", "sgd", "gd"], default=None,
+    model.add_argument("--solver", choices=["adagrad", "sgd", "gd", "als", "gibbs"], default=None,
                        help="training algorithm of the rating model (default: adagrad)")
     model.add_argument("--learning-rate", type=float, default=None, help="step size (default: the solver's)")
     model.add_argument("--regularization", type=float, default=None, help="L2 weight (default: the model's)")

@@ -332,3 +332,29 @@ def implicit_loss(ratings: Any, U: np.ndarray, V: np.ndarray, regularization: An
                                      as_real(epsilon, "epsilon", 0.0, strict=True), lam, nu, users, items,
                                      global_mean, user_bias, item_bias, as_threads(threads))
     return (float(parts[0]), float(parts[1]), float(parts[2]))
+
+
+def gibbs_sweep(ratings: Any, U: np.ndarray, V: np.ndarray, rng: np.random.Generator, *,
+                noise_precision: float, biases: Any = None, threads: int | None = None) -> float:
+    """One sweep of the Gibbs sampler of Bayesian PMF (Salakhutdinov and Mnih 2008), in place;
+    returns the new noise precision. The steps and the order of the draws from `rng` are those of
+    `reference.gibbs_sweep`; the rows are drawn by the native `solve_rows` (their Cholesky
+    factors), the small Normal-Wishart draws of each side's hyperparameters in NumPy
+    (`reference.normal_wishart_draw`). The same `rng` state gives the same model for any `threads`."""
+    from .reference import GIBBS_PRIOR, normal_wishart_draw
+
+    data, dtype = _prepare(ratings, U, V)
+    noise_precision = as_real(noise_precision, "noise_precision", 0.0, strict=True)
+    global_mean, user_bias, item_bias = _bias_arguments(biases)
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+    for side, factors, bias in (("users", U, user_bias), ("items", V, item_bias)):
+        rows = factors if bias is None else np.column_stack([factors, bias])
+        mu, precision = normal_wishart_draw(rows, rng, GIBBS_PRIOR["beta0"])
+        noise = rng.standard_normal(rows.shape, dtype=factors.dtype)
+        solve_rows(data, U, V, side=side, rule="explicit", regularization=0.0, precision=noise_precision,
+                   biases=biases, shared_matrix=precision.astype(dtype), shared_vector=(precision @ mu).astype(dtype),
+                   noise=noise, threads=threads)
+    squared_errors = 2.0 * loss(data, U, V, 0.0, biases=biases, threads=threads)
+    shape = GIBBS_PRIOR["a0"] + len(data) / 2.0
+    return float(rng.gamma(shape, 1.0 / (GIBBS_PRIOR["b0"] + squared_errors / 2.0)))

@@ -223,10 +223,11 @@ class ImplicitMatrixFactorization(FactorModel):
                             empty_history(HISTORY_KEYS), training=data)
         return state, ImplicitTrainer(native, data, settings)
 
-    def _continue(self, state: FittedState, data: Ratings, settings: dict[str, Any], epochs: int) -> Trainer:
+    def _continue(self, state: FittedState, data: Ratings, settings: dict[str, Any],
+                  epochs: int) -> tuple[FittedState, Trainer]:
         self._check_continuable(state, data, settings, STRUCTURAL_SETTINGS)
         _check_memory(settings, data.n_users, data.n_items, new_model=False)
-        return ImplicitTrainer(state.native, data, settings)
+        return state, ImplicitTrainer(state.native, data, settings)
 
     def _validation(self, held_out: Ratings) -> dict[str, float]:
         return {"validation_ndcg": validation_ndcg(self, held_out)}

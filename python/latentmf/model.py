@@ -8,7 +8,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from . import rating_solvers
+from . import gibbs, rating_solvers
 from ._checks import MAX_SEED, as_integer, as_real, as_threads, check_representable
 from .answers import TopItems, UnknownIdWarning, UserFactors, _pairs_array
 from .base import FactorModel, NotFittedError
@@ -49,7 +49,7 @@ class MatrixFactorization(FactorModel):
     ----------
     factors : int
         F, the number of latent factors (columns of U and V).
-    solver : {"adagrad", "sgd", "gd", "als"}
+    solver : {"adagrad", "sgd", "gd", "als", "gibbs"}
         "sgd": stochastic gradient descent over the stratified block grid of DESIGN.md, in
         parallel, with results that do not depend on the number of threads. "adagrad": the same
         with steps per row and group of factors (AdaGrad after LIBMF's schedule, with a first
@@ -57,7 +57,12 @@ class MatrixFactorization(FactorModel):
         without biases. "gd": full-batch gradient descent on the masked batch gradients. "als":
         alternating least squares, the exact minimiser of the loss for each user's row (factors
         and bias) with the items fixed, then for each item's; no learning rate, and the loss
-        never increases.
+        never increases. "gibbs": Bayesian PMF (Salakhutdinov and Mnih 2008), a Gibbs sampler
+        with Normal-Wishart hyperpriors on each side's factors (and biases) and a Gamma prior on
+        the noise precision, all sampled (`latentmf.gibbs_sweep`); `regularization` plays no part.
+        Each epoch is one sweep; after `burn_in` sweeps every sample is kept, and predictions
+        (and top-N lists) are the posterior mean over the kept samples, exactly (see
+        `latentmf.gibbs`: U and V then hold the kept samples side by side, factors * kept wide).
     epochs : int
         Passes over the ratings (SGD), gradient steps (GD) or alternations (ALS) per call of fit.
     learning_rate : float, optional
@@ -112,6 +117,8 @@ class MatrixFactorization(FactorModel):
         range of the training ratings, which the model's formula can leave (5.2 on a 5-star
         scale). Scores of recommend, recommend_all and recommend_for are the formula's own
         values, never clipped: clipping would tie the best items and lose their order.
+    burn_in : int
+        solver="gibbs": the sweeps before the first kept sample.
     exact_loss : bool
         How the SGD solvers fill history_'s "loss" and "train_rmse". False: from the errors seen
         during the epoch, each before its update, and the penalty of the factors at the end of
@@ -191,6 +198,7 @@ class MatrixFactorization(FactorModel):
         unknown: str = "warn",
         clip: bool = True,
         exact_loss: bool = False,
+        burn_in: int = 50,
     ) -> None:
         self.factors = factors
         self.solver = solver
@@ -212,6 +220,7 @@ class MatrixFactorization(FactorModel):
         self.unknown = unknown
         self.clip = clip
         self.exact_loss = exact_loss
+        self.burn_in = burn_in
 
     def __sklearn_tags__(self) -> Any:
         # Only scikit-learn calls this, so only then is scikit-learn imported.
@@ -259,6 +268,7 @@ class MatrixFactorization(FactorModel):
             "unknown": self.unknown,
             "clip": bool(self.clip),
             "exact_loss": bool(self.exact_loss),
+            "burn_in": as_integer(self.burn_in, "burn_in", 0),
         }
         # The model computes in `dtype`: values it cannot hold are refused here, by name.
         if settings["learning_rate"] is not None:
@@ -299,23 +309,58 @@ class MatrixFactorization(FactorModel):
         rating_solvers.check_steps(settings, settings["learning_rate"] or learning_rate, 0, epochs)
         rating_solvers.check_training_memory(settings, data.n_users, data.n_items, new_model=True)
         summary = DataSummary.of(data)
-        native = new_native(settings["dtype"], data.n_users, data.n_items, settings["factors"])
-        rating_solvers.initialize(native, summary, settings)
         derived = {} if math.isnan(learning_rate) else {"default_learning_rate": learning_rate}
+        width, chain = settings["factors"], {}
+        if settings["solver"] == "gibbs":
+            samples = gibbs.slots(settings, epochs)
+            gibbs.check_memory_of(settings, data.n_users, data.n_items, samples)
+            width, derived = settings["factors"] * samples, {"slots": float(samples)}
+        native = new_native(settings["dtype"], data.n_users, data.n_items, width)
+        if settings["solver"] == "gibbs":
+            chain = gibbs.new_chain(native, summary, settings)
+        else:
+            rating_solvers.initialize(native, summary, settings)
         state = FittedState(native, settings, self._layout(settings), summary, SeenItems(ratings=data),
-                            empty_history(HISTORY_KEYS), derived=derived, training=data)
+                            empty_history(HISTORY_KEYS), derived=derived, training=data, solver_state=chain)
         return state, self._trainer(state, data, settings)
 
-    def _continue(self, state: FittedState, data: Ratings, settings: dict[str, Any], epochs: int) -> Trainer:
+    def _continue(self, state: FittedState, data: Ratings, settings: dict[str, Any],
+                  epochs: int) -> tuple[FittedState, Trainer]:
         """Checks that training can continue on `data` for `epochs` more epochs; the trainer."""
-        self._check_continuable(state, data, settings, STRUCTURAL_SETTINGS)
+        structural = STRUCTURAL_SETTINGS + (("burn_in",) if settings["solver"] == "gibbs" else ())
+        self._check_continuable(state, data, settings, structural)
         rating_solvers.check_values(data, settings["dtype"])
         rating_solvers.check_steps(settings, self._learning_rate(state, settings), state.epochs_run, epochs)
         rating_solvers.check_training_memory(settings, data.n_users, data.n_items, new_model=False)
-        return self._trainer(state, data, settings)
+        if settings["solver"] == "gibbs":
+            samples = gibbs.slots(settings, state.epochs_run + epochs)
+            gibbs.check_memory_of(settings, data.n_users, data.n_items, samples)
+            state = gibbs.widened(state, samples)
+        return state, self._trainer(state, data, settings)
 
     def _trainer(self, state: FittedState, data: Ratings, settings: dict[str, Any]) -> Trainer:
+        if settings["solver"] == "gibbs":
+            return gibbs.GibbsTrainer(state, data)
         return rating_solvers.new_trainer(state.native, data, settings, self._learning_rate(state, settings))
+
+    @classmethod
+    def _native_width(cls, settings: Mapping[str, Any], derived: Mapping[str, float]) -> int:
+        """F, or F times the samples a Gibbs model holds (see latentmf.gibbs)."""
+        if settings["solver"] == "gibbs":
+            return int(settings["factors"] * derived.get("slots", 1))
+        return int(settings["factors"])
+
+    def _check_solver_state(self, state: FittedState) -> None:
+        if state.settings["solver"] != "gibbs":
+            super()._check_solver_state(state)
+            return
+        expected = {"U": (state.data.n_users, state.settings["factors"]),
+                    "V": (state.data.n_items, state.settings["factors"])}
+        if state.biases:
+            expected.update(user_bias=(state.data.n_users,), item_bias=(state.data.n_items,))
+        shapes = {name: array.shape for name, array in state.solver_state.items()}
+        if shapes != expected or any(array.dtype != state.dtype for array in state.solver_state.values()):
+            raise ValueError(f"the Gibbs chain must be the arrays {expected} of {state.dtype}, got {shapes}")
 
     @staticmethod
     def _learning_rate(state: FittedState, settings: Mapping[str, Any]) -> float:

@@ -76,6 +76,8 @@ _MAX_HEADER_BYTES = 64 * 2**20
 _DAMAGED = (ValueError, TypeError, OverflowError, EOFError, OSError, RuntimeError, NotImplementedError,
             SyntaxError, tokenize.TokenError, zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, struct.error)
 _SEEN = ("seen_offsets", "seen_items")
+#: The members of a solver's own arrays (FittedState.solver_state) are named with this prefix.
+SOLVER_PREFIX = "solver_"
 _ID_MAPS = ("user_ids", "item_ids")
 
 
@@ -88,6 +90,8 @@ def state_members(format_name: str, state: FittedState) -> tuple[dict[str, Any],
         if ids is not None:
             arrays[name] = ids.ids
     arrays["seen_offsets"], arrays["seen_items"] = state.seen.lists()
+    for name, array in state.solver_state.items():
+        arrays[SOLVER_PREFIX + name] = array
     header = {
         "format": format_name,
         "settings": {name: _plain(value) for name, value in state.settings.items()},
@@ -103,6 +107,7 @@ def state_members(format_name: str, state: FittedState) -> tuple[dict[str, Any],
         "derived": dict(state.derived),
         "history": {key: [_or_null(v) for v in values] for key, values in state.history.items()},
         "best_epoch": state.best_epoch,
+        "solver_arrays": {name: [list(array.shape), array.dtype.name] for name, array in state.solver_state.items()},
     }
     return header, arrays
 
@@ -230,7 +235,7 @@ def _current_form(header: Any) -> dict[str, Any]:
                          f"(1 to {VERSION})")
     base.model_class(header.get("format"))
     # The hyper-parameters must be ones the model class takes (they need not be those of the fit).
-    settings, layout = base.fitted_settings(header["format"], _field(header, "params", dict))
+    settings, layout, _ = base.fitted_settings(header["format"], _field(header, "params", dict), {})
     if version == 2:
         _field(header, "state", dict)
         return header
@@ -239,7 +244,7 @@ def _current_form(header: Any) -> dict[str, Any]:
     state = {name: header.get(name) for name in ("dtype", "n_users", "n_items", "factors", "global_mean",
                                                  "mean_rating", "history", "best_epoch")}
     state.update(settings=settings, arrays=list(layout), n_ratings=None, rating_range=[None, None],
-                 derived={"default_learning_rate": header.get("default_learning_rate")})
+                 derived={"default_learning_rate": header.get("default_learning_rate")}, solver_arrays={})
     return {**header, "state": state}
 
 
@@ -286,7 +291,7 @@ def _read_member(archive: zipfile.ZipFile, member: _Member) -> np.ndarray:
 def restore_state(format_name: str, header: Any, arrays: dict[str, np.ndarray]) -> FittedState:
     """The fitted state that `header` (a model file's "state" entry) and `arrays` describe, after
     checking all of them."""
-    settings, layout, n_users, n_items, factors, dtype = _check_declared(
+    settings, layout, n_users, n_items, factors, dtype, derived = _check_declared(
         format_name, header, {name: (array.shape, array.dtype) for name, array in arrays.items()})
     for name in layout:
         if not np.isfinite(arrays[name]).all():
@@ -302,10 +307,6 @@ def restore_state(format_name: str, header: Any, arrays: dict[str, np.ndarray]) 
     elif isinstance(n_ratings, bool) or not isinstance(n_ratings, int) or n_ratings < 0:
         raise ValueError(f"n_ratings must be a count, got {n_ratings!r}")
     low, high = _rating_range(header)
-    derived = _field(header, "derived", dict)
-    for name, value in derived.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ValueError(f"derived[{name!r}] must be a finite number, got {value!r}")
     history = _history(header)
     best_epoch = header.get("best_epoch")
     if best_epoch is not None and (not isinstance(best_epoch, int) or isinstance(best_epoch, bool)):
@@ -317,27 +318,42 @@ def restore_state(format_name: str, header: Any, arrays: dict[str, np.ndarray]) 
     native.global_mean = global_mean
     summary = DataSummary(n_users, n_items, n_ratings, mean, low, high, id_maps.get("user_ids"),
                           id_maps.get("item_ids"))
+    solver_state = {name[len(SOLVER_PREFIX):]: np.ascontiguousarray(array) for name, array in arrays.items()
+                    if name.startswith(SOLVER_PREFIX)}
+    for name, array in solver_state.items():
+        if not np.isfinite(array).all():
+            raise ValueError(f"{SOLVER_PREFIX}{name} holds values that are not finite")
     return FittedState(native, settings, layout, summary, SeenItems(lists=(offsets, items)), history, best_epoch,
-                       {name: float(value) for name, value in derived.items()})
+                       derived, solver_state=solver_state)
 
 
 def _check_declared(format_name: Any, header: Any,
                     declared: dict[str, tuple[tuple[int, ...], np.dtype]]) -> tuple[Any, ...]:
     """Check the state's header, and the names, shapes and dtypes of the arrays against it (before
-    any is read); returns (settings, layout, n_users, n_items, factors, dtype)."""
+    any is read); returns (settings, layout, n_users, n_items, factors, dtype, derived)."""
     if not isinstance(header, dict):
         raise ValueError("the state must be a JSON object")
-    settings, layout = base.fitted_settings(format_name, _field(header, "settings", dict))
+    derived = _derived(header)
+    settings, layout, width = base.fitted_settings(format_name, _field(header, "settings", dict), derived)
     if header.get("arrays") != list(layout):
         raise ValueError(f"the state names the arrays {header.get('arrays')!r}, but a model of its settings has "
                          f"{list(layout)}")
     n_users, n_items = _size(header, "n_users"), _size(header, "n_items")
     factors = _size(header, "factors")
     dtype = _field(header, "dtype", str)
-    if (dtype, factors) != (settings["dtype"], settings["factors"]):
+    if (dtype, factors) != (settings["dtype"], width):
         raise ValueError(f"dtype {dtype!r} and factors {factors} disagree with the settings "
-                         f"({settings['dtype']!r}, {settings['factors']})")
-    names = set(declared)
+                         f"({settings['dtype']!r}, {width})")
+    solver_arrays = _solver_arrays(header)
+    names = {name for name in declared if not name.startswith(SOLVER_PREFIX)}
+    solver_names = {name for name in declared if name.startswith(SOLVER_PREFIX)}
+    if solver_names != {SOLVER_PREFIX + name for name in solver_arrays}:
+        raise ValueError(f"the solver's arrays are {sorted(solver_names)}, but the state names "
+                         f"{sorted(SOLVER_PREFIX + name for name in solver_arrays)}")
+    for name, (shape, kind) in solver_arrays.items():
+        if declared[SOLVER_PREFIX + name] != (shape, np.dtype(kind)):
+            raise ValueError(f"{SOLVER_PREFIX}{name} must have shape {shape} and dtype {kind}, got "
+                             f"{declared[SOLVER_PREFIX + name][0]} and {declared[SOLVER_PREFIX + name][1]}")
     if not set(layout) | set(_SEEN) <= names or not names <= set(layout) | set(_ID_MAPS) | set(_SEEN):
         missing = sorted((set(layout) | set(_SEEN)) - names)
         raise ValueError(f"the arrays are {sorted(names)}, expected {sorted(layout)} plus the seen lists and, "
@@ -355,7 +371,28 @@ def _check_declared(format_name: Any, header: Any,
         if declared[name][1] != kind or len(declared[name][0]) != 1:
             raise ValueError(f"{name} must be a 1-dimensional {kind} array, got {declared[name][1]} "
                              f"{declared[name][0]}")
-    return settings, layout, n_users, n_items, factors, dtype
+    return settings, layout, n_users, n_items, factors, dtype, derived
+
+
+def _derived(header: dict[str, Any]) -> dict[str, float]:
+    derived = _field(header, "derived", dict)
+    for name, value in derived.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"derived[{name!r}] must be a finite number, got {value!r}")
+    return {name: float(value) for name, value in derived.items()}
+
+
+def _solver_arrays(header: dict[str, Any]) -> dict[str, tuple[tuple[int, ...], str]]:
+    """The solver's arrays the state declares: name -> (shape, dtype of floating point)."""
+    declared = _field(header, "solver_arrays", dict)
+    arrays = {}
+    for name, spec in declared.items():
+        if (not isinstance(spec, list) or len(spec) != 2 or not isinstance(spec[0], list)
+                or not all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= _MAX_ROWS for n in spec[0])
+                or spec[1] not in ("float32", "float64")):
+            raise ValueError(f"solver_arrays[{name!r}] must be [shape, 'float32' or 'float64'], got {spec!r}")
+        arrays[name] = (tuple(spec[0]), spec[1])
+    return arrays
 
 
 def _field(header: dict[str, Any], name: str, kind: type) -> Any:

@@ -15,7 +15,7 @@ from .state import DataSummary
 from .functions import solve_rows
 from .training import Trainer
 
-SOLVERS = ("adagrad", "sgd", "gd", "als")
+SOLVERS = ("adagrad", "sgd", "gd", "als", "gibbs")
 #: The solvers that take a step (a learning rate).
 STEPPED = ("adagrad", "sgd", "gd")
 

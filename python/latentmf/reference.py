@@ -412,3 +412,65 @@ def implicit_loss(
         item_norms = item_norms + item_bias.astype(np.float64) ** 2
     penalty = float(lam_users @ user_norms + lam_items @ item_norms)
     return float(all_entries), float(observed), penalty
+
+
+#: The hyperpriors of Bayesian PMF (Salakhutdinov and Mnih 2008): each side's rows x_n (with the
+#: bias as a last coordinate) are N(mu, Lambda^-1) with (mu, Lambda) ~ Normal-Wishart(mu0 = 0,
+#: beta0, W0 = I, nu0 = D) for D coordinates; the noise precision alpha ~ Gamma(a0, b0).
+GIBBS_PRIOR = {"beta0": 2.0, "a0": 1.0, "b0": 1.0}
+
+
+def normal_wishart_draw(X: np.ndarray, rng: np.random.Generator, beta0: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
+    """(mu, Lambda) drawn from their posterior given the rows of X (N x D), under the prior
+    Normal-Wishart(0, beta0, I, D):
+
+        x_bar = mean of the rows,  S = (1/N) sum (x - x_bar)(x - x_bar)^T
+        beta* = beta0 + N,  nu* = D + N,  mu* = N x_bar / beta*
+        W*^-1 = I + N S + (beta0 N / beta*) x_bar x_bar^T
+        Lambda ~ Wishart(W*, nu*),  mu ~ N(mu*, (beta* Lambda)^-1)
+
+    The draws, in this order: the Bartlett factor of the Wishart (D chi-square values with
+    nu* - i degrees of freedom, then the D (D - 1) / 2 normals below its diagonal, row by row),
+    then D normals for mu."""
+    X = np.asarray(X, dtype=np.float64)
+    N, D = X.shape
+    mean = X.mean(axis=0) if N else np.zeros(D)
+    centered = X - mean
+    beta = beta0 + N
+    inverse_scale = np.eye(D) + centered.T @ centered + (beta0 * N / beta) * np.outer(mean, mean)
+    scale_factor = np.linalg.cholesky(np.linalg.inv(inverse_scale))  # W* = L L^T
+    bartlett = np.zeros((D, D))
+    bartlett[np.diag_indices(D)] = np.sqrt(rng.chisquare(D + N - np.arange(D)))
+    bartlett[np.tril_indices(D, -1)] = rng.standard_normal(D * (D - 1) // 2)
+    root = scale_factor @ bartlett
+    precision = root @ root.T  # Lambda = L A A^T L^T
+    mu = N * mean / beta + np.linalg.solve(np.linalg.cholesky(beta * precision).T, rng.standard_normal(D))
+    return mu, precision
+
+
+def gibbs_sweep(ratings: Any, U: np.ndarray, V: np.ndarray, rng: np.random.Generator, *,
+                noise_precision: float, biases: Any = None) -> float:
+    """One sweep of the Gibbs sampler of Bayesian PMF, in place; returns the new noise precision.
+
+    With x_n = [u_n, b_n] (u_n alone without biases) and likewise y_m:
+    1. (mu_U, Lambda_U) | the user rows (normal_wishart_draw);
+    2. each user row | V, the item biases, alpha, mu_U, Lambda_U: N(A^-1 b, A^-1) with
+       A = Lambda_U + alpha sum_m y~_m y~_m^T, b = Lambda_U mu_U + alpha sum_m (r_nm - mu - c_m) y~_m,
+       drawn as solve_rows(rule="explicit", precision=alpha, shared_matrix=Lambda_U,
+       shared_vector=Lambda_U mu_U, regularization=0, noise=z) with z = N x D standard normals;
+    3. and 4. the same for the items given the new users;
+    5. alpha | the residuals ~ Gamma(a0 + n / 2, rate b0 + sum (r - r_hat)^2 / 2).
+    The draws come from `rng` in that order (numpy's standard_normal for z, in U's dtype, and
+    gamma for alpha)."""
+    prior = GIBBS_PRIOR
+    sides = (("users", U, None if biases is None else biases[1]), ("items", V, None if biases is None else biases[2]))
+    for side, factors, bias in sides:
+        rows = factors if bias is None else np.column_stack([factors, bias])
+        mu, precision = normal_wishart_draw(rows, rng, prior["beta0"])
+        noise = rng.standard_normal(rows.shape, dtype=factors.dtype)
+        solve_rows(ratings, U, V, side=side, rule="explicit", regularization=0.0, precision=noise_precision,
+                   biases=biases, shared_matrix=precision.astype(factors.dtype),
+                   shared_vector=(precision @ mu).astype(factors.dtype), noise=noise)
+    squared_errors = 2.0 * loss(ratings, U, V, 0.0, biases=biases)
+    n = len(_triples(ratings)[2])
+    return float(rng.gamma(prior["a0"] + n / 2.0, 1.0 / (prior["b0"] + squared_errors / 2.0)))

@@ -109,6 +109,8 @@ class FittedState:
     training : the training ratings, kept for continuing without passing them again (None after
         loading a file or a cluster fit).
     report : what a training back-end reports of the fit (a latentmf.dask.DaskFitReport), or None.
+    solver_state : arrays a solver keeps besides the native model's to continue (a Gibbs chain's
+        current sample), by name; saved with the model.
     """
 
     native: Any
@@ -121,6 +123,7 @@ class FittedState:
     derived: Mapping[str, float] = field(default_factory=dict)
     training: Ratings | None = None
     report: Any = None
+    solver_state: Mapping[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def dtype(self) -> str:

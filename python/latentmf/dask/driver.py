@@ -59,8 +59,8 @@ class DaskBackend:
               history: dict[str, list[float]]) -> tuple[FittedState, Trainer]:
         """The initial state of a model with `settings` (its checked hyper-parameters), native
         arrays `layout` and an empty `history`, and the trainer of its epochs on the cluster."""
-        if settings["solver"] == "gd":
-            raise ValueError("latentmf.dask trains the SGD solvers ('sgd', 'adagrad'), not 'gd'")
+        if settings["solver"] not in ("sgd", "adagrad"):
+            raise ValueError(f"latentmf.dask trains the SGD solvers ('sgd', 'adagrad'), not {settings['solver']!r}")
         client = _default_client(self.client)
         inputs = read_inputs(self.data, client, *self.columns)
         learning_rate = rating_solvers.DEFAULT_LEARNING_RATE[settings["solver"]]
