@@ -1,6 +1,6 @@
 """latentmf: fast, deterministic latent-factor (matrix factorization) models of ratings.
 
-The model is R ~ U V^T over the observed ratings only (DESIGN.md), fitted by parallel stratified
+The model is R ~ U V^T over the observed ratings only (docs/model.md), fitted by parallel stratified
 SGD or full-batch gradient descent in a C++/OpenMP core. Start with `MatrixFactorization` and
 `Ratings`; `latentmf.reference` holds the same math in plain NumPy.
 """

@@ -48,7 +48,7 @@ class FactorModel(Answers, Guarded):
 
     #: The format name of the class's model files and pickles.
     _FORMAT: ClassVar[str]
-    #: The entries of history_, per epoch.
+    #: The entries of ``history_``, per epoch.
     _HISTORY_KEYS: ClassVar[tuple[str, ...]]
     #: Early stopping watches this entry of the history; True when larger is better.
     _MONITOR: ClassVar[tuple[str, bool]] = ("validation_rmse", False)
@@ -158,10 +158,10 @@ class FactorModel(Answers, Guarded):
             callbacks: Iterable[training.Callback] | None = None, backend: Any = None) -> FactorModel:
         """Fit to `X`; returns self.
 
-        `validation`, if given, is scored after every epoch (see history_); it must use the
+        `validation`, if given, is scored after every epoch (see ``history_``); it must use the
         training data's ids (split it from the same Ratings, or build it with ``ids_from=``).
         `callbacks` are called after every epoch as ``callback(model, record)``, with record the
-        epoch's entries of history_; one that returns True stops training. `backend` trains
+        epoch's entries of ``history_``; one that returns True stops training. `backend` trains
         elsewhere than in this process (`latentmf.dask.DaskBackend`); X is then not given.
 
         Each fit starts from a fresh model (arrays taken from an earlier fit keep the old values),

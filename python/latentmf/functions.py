@@ -60,8 +60,8 @@ def _prepare(ratings: Any, U: Any, V: Any) -> tuple[Ratings, str]:
 
 def loss(ratings: Any, U: np.ndarray, V: np.ndarray, regularization: float = 0.0, *,
          biases: Any = None, threads: int | None = None) -> float:
-    """L = 1/2 sum over the observed (n, m) of (r_nm - r_hat_nm)^2 + lambda (|u_n|^2 + |v_m|^2),
-    plus lambda (b_n^2 + c_m^2) per rating with biases (see DESIGN.md)."""
+    """``L = 1/2 sum over the observed (n, m) of (r_nm - r_hat_nm)^2 + lambda (|u_n|^2 + |v_m|^2)``,
+    plus ``lambda (b_n^2 + c_m^2)`` per rating with biases (see docs/model.md)."""
     data, dtype = _prepare(ratings, U, V)
     global_mean, user_bias, item_bias = _bias_arguments(biases)
     regularization = as_real(regularization, "regularization", 0.0)
@@ -111,7 +111,7 @@ def sgd_epoch(ratings: Any, U: np.ndarray, V: np.ndarray, learning_rate: float, 
 
     With `order` (a permutation of the ratings) the ratings are visited one after the other in
     that order on one thread, exactly as `reference.sgd_epoch` does. Without it the epoch runs
-    over the stratified block grid of DESIGN.md (`blocks` per side, groups drawn from `seed`, the
+    over the stratified block grid of docs/model.md (`blocks` per side, groups drawn from `seed`, the
     sub-epoch order drawn from `seed` and `epoch`) on `threads` threads; `sgd_order` gives the
     equivalent sequential order. U, V and the biases must be C-contiguous and writeable.
     Returns the sum of the squared errors seen before each update.
@@ -216,7 +216,7 @@ def solve_rows(ratings: Any, U: np.ndarray, V: np.ndarray, *, side: str, rule: s
                shared_vector: Any = None, method: str = "exact", cg_steps: int = 3, noise: Any = None,
                threads: int | None = None) -> int:
     """Solves every row of one side for the other side fixed, in place: the half-step of ALS, iALS
-    and Gibbs sampling (DESIGN.md, "The row solver").
+    and Gibbs sampling (docs/model.md, "The row solver").
 
     With side="users" each user row x_n = u_n is solved given Y = V (side="items": v_m given U).
     For the row's ratings j (value r_j), with y~_j = y_j, or [y_j, 1] when `biases` is given (x_n's
@@ -240,7 +240,7 @@ def solve_rows(ratings: Any, U: np.ndarray, V: np.ndarray, *, side: str, rule: s
     regularization: lambda_n = regularization * weight_n ** regularization_exponent, with weight_n
     the row's total confidence n_cols + sum_j w_j (implicit; exponent nu > 0 gives the
     frequency-scaled regularization of Rendle et al. 2021) or its number of ratings (explicit). The
-    exponent defaults to 0 for implicit (plain lambda I) and 1 for explicit (DESIGN.md's per-rating
+    exponent defaults to 0 for implicit (plain lambda I) and 1 for explicit (docs/model.md's per-rating
     L2). An array of n_rows values gives lambda_n directly.
 
     shared_matrix (P, F' x F' with F' = F + 1 with biases) and shared_vector (h, F'): for Gibbs
@@ -299,13 +299,13 @@ def implicit_loss(ratings: Any, U: np.ndarray, V: np.ndarray, regularization: An
                   regularization_exponent: float = 0.0, alpha: float = 1.0, confidence: str = "linear",
                   epsilon: float = 1.0, biases: Any = None, threads: int | None = None) -> tuple[float, float, float]:
     """The iALS objective over all n_users x n_items entries, as its three parts
-    (all_entries, observed, penalty), L being their sum:
+    (all_entries, observed, penalty), L being their sum::
 
         L = sum_(n,m) c_nm (p_nm - r_hat_nm)^2 + sum_n lambda_n |u_n|^2 + sum_m lambda_m |v_m|^2
 
     with p = 1 and c = 1 + alpha r (or 1 + alpha log(1 + r / epsilon)) on the rated pairs, p = 0
     and c = 1 elsewhere, r_hat = u_n . v_m (+ mu + b_n + c_m with `biases`, whose squares the
-    penalty also charges). Computed without visiting the unrated pairs:
+    penalty also charges). Computed without visiting the unrated pairs::
 
         all_entries = sum over all (n, m) of r_hat^2 = <U~^T U~, V~^T V~>_F
         observed    = sum over the rated (n, m) of c (1 - r_hat)^2 - r_hat^2

@@ -34,7 +34,7 @@ class ImplicitMatrixFactorization(FactorModel):
     iALS (Hu, Koren and Volinsky 2008) over every (user, item) pair, observed or not: with
     r the strength of an interaction (1 for a table of events; a count, a rating, ...),
     preference p = 1 and confidence c = 1 + alpha r on observed pairs (or 1 + alpha log(1 + r /
-    epsilon)), p = 0 and c = 1 on all the others, it minimises
+    epsilon)), p = 0 and c = 1 on all the others, it minimises::
 
         L = sum over all (n, m) of c_nm (p_nm - u_n . v_m)^2 + sum_n lambda_n |u_n|^2 + sum_m lambda_m |v_m|^2
 

@@ -19,9 +19,9 @@ are removed from a list before it is cut to its first k: this filters seen items
 made without ``exclude_seen``. The averages are over the users with at least one relevant item. The
 definitions, for a user with relevant set R and list L cut to k, hit_j = [L_j in R]:
 
-- precision@k = |L ∩ R| / k; recall@k = |L ∩ R| / |R|
-- NDCG@k = sum_j hit_j / log2(j + 2) divided by the same sum for min(|R|, k) hits in front
-- AP@k = sum_j hit_j * precision@(j + 1) / min(|R|, k); MAP@k is its mean
+- precision@k = ``|L ∩ R| / k``; recall@k = ``|L ∩ R| / |R|``
+- NDCG@k = sum_j hit_j / log2(j + 2) divided by the same sum for ``min(|R|, k)`` hits in front
+- AP@k = ``sum_j hit_j * precision@(j + 1) / min(|R|, k)``; MAP@k is its mean
 - coverage = distinct items recommended / n_items (over all lists, padding aside)
 """
 
@@ -53,7 +53,7 @@ def rmse(y_true: Any, y_pred: Any) -> float:
 
 
 def mae(y_true: Any, y_pred: Any) -> float:
-    """Mean absolute error: mean(|y_true - y_pred|)."""
+    """Mean absolute error: ``mean(|y_true - y_pred|)``."""
     truth, predicted = _paired(y_true, y_pred)
     return float(np.mean(np.abs(truth - predicted)))
 
@@ -181,14 +181,14 @@ def _contains(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
 
 def precision_at_k(recommended: Any, relevant: Ratings, k: int = 10, *, users: Any = None,
                    threshold: float | None = None, exclude: Ratings | None = None) -> float:
-    """Mean over users of |top-k ∩ relevant| / k (see the module docstring for the arguments)."""
+    """Mean over users of ``|top-k ∩ relevant| / k`` (see the module docstring for the arguments)."""
     lists = _Lists(recommended, relevant, k, users, threshold, exclude)
     return lists.averaged(lists.hits.sum(axis=1) / lists.k)
 
 
 def recall_at_k(recommended: Any, relevant: Ratings, k: int = 10, *, users: Any = None,
                 threshold: float | None = None, exclude: Ratings | None = None) -> float:
-    """Mean over users of |top-k ∩ relevant| / |relevant|."""
+    """Mean over users of ``|top-k ∩ relevant| / |relevant|``."""
     lists = _Lists(recommended, relevant, k, users, threshold, exclude)
     return lists.averaged(lists.hits.sum(axis=1) / np.maximum(lists.n_relevant, 1))
 
@@ -205,7 +205,7 @@ def ndcg_at_k(recommended: Any, relevant: Ratings, k: int = 10, *, users: Any = 
 
 def map_at_k(recommended: Any, relevant: Ratings, k: int = 10, *, users: Any = None,
              threshold: float | None = None, exclude: Ratings | None = None) -> float:
-    """Mean over users of AP@k = sum over hits of the precision at the hit's rank, / min(|relevant|, k)."""
+    """Mean over users of AP@k = sum over hits of the precision at the hit's rank, / ``min(|relevant|, k)``."""
     lists = _Lists(recommended, relevant, k, users, threshold, exclude)
     precision_at_rank = np.cumsum(lists.hits, axis=1) / np.arange(1, lists.k + 1)
     average_precision = (precision_at_rank * lists.hits).sum(axis=1) / np.clip(lists.n_relevant, 1, lists.k)

@@ -35,7 +35,7 @@ class MatrixFactorization(FactorModel):
 
     It predicts r_hat = mu + b_n + c_m + u_n . v_m with biases (the default), or u_n . v_m without,
     and minimises the squared error plus an L2 penalty charged once per observed rating
-    (DESIGN.md): L = 1/2 sum [(r - r_hat)^2 + regularization (|u_n|^2 + |v_m|^2 + b_n^2 + c_m^2)].
+    (docs/model.md): ``L = 1/2 sum [(r - r_hat)^2 + regularization (|u_n|^2 + |v_m|^2 + b_n^2 + c_m^2)]``.
 
     Users and items are the dense indices of the training `Ratings`, or, when those ratings carry
     id maps (`Ratings.from_dataframe`, `Ratings.from_ids`), the raw ids: predict, recommend,
@@ -49,8 +49,13 @@ class MatrixFactorization(FactorModel):
     ----------
     factors : int
         F, the number of latent factors (columns of U and V).
+<<<<<<< HEAD
     solver : {"adagrad", "sgd", "gd", "als", "gibbs"}
         "sgd": stochastic gradient descent over the stratified block grid of DESIGN.md, in
+=======
+    solver : {"adagrad", "sgd", "gd", "als"}
+        "sgd": stochastic gradient descent over the stratified block grid of docs/model.md, in
+>>>>>>> docs
         parallel, with results that do not depend on the number of threads. "adagrad": the same
         with steps per row and group of factors (AdaGrad after LIBMF's schedule, with a first
         epoch on the leading 16 factors; see `latentmf.sgd_epoch`): fewer epochs, notably
@@ -113,14 +118,14 @@ class MatrixFactorization(FactorModel):
         "error": raise ValueError naming the id. similar_items and similar_users always raise
         for an unknown id.
     clip : bool
-        Clip predictions (predict, score, predict_for, the validation RMSE of history_) to the
+        Clip predictions (predict, score, predict_for, the validation RMSE of ``history_``) to the
         range of the training ratings, which the model's formula can leave (5.2 on a 5-star
         scale). Scores of recommend, recommend_all and recommend_for are the formula's own
         values, never clipped: clipping would tie the best items and lose their order.
     burn_in : int
         solver="gibbs": the sweeps before the first kept sample.
     exact_loss : bool
-        How the SGD solvers fill history_'s "loss" and "train_rmse". False: from the errors seen
+        How the SGD solvers fill ``history_``'s "loss" and "train_rmse". False: from the errors seen
         during the epoch, each before its update, and the penalty of the factors at the end of
         the epoch (no pass over the ratings besides the epoch's own; as LIBMF reports it). True:
         the objective at the end of the epoch (as `latentmf.loss` computes it), which costs one
@@ -146,7 +151,7 @@ class MatrixFactorization(FactorModel):
     in physical memory raises MemoryError with the size before anything is allocated. A loss
     that stops being finite raises FloatingPointError and the model keeps its last finite epoch;
     Ctrl-C (KeyboardInterrupt) stops within one sub-epoch and the model keeps its last finished
-    epoch, with history_ to match.
+    epoch, with ``history_`` to match.
 
     Attributes (after fit)
     ----------------------

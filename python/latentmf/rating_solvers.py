@@ -138,7 +138,7 @@ def new_trainer(native: Any, data: Ratings, settings: Mapping[str, Any], learnin
 
 class RatingTrainer(Trainer):
     """What the rating solvers share: the model's arrays, its step schedule, and the loss
-    L = 1/2 (squared errors + regularization * penalty) of DESIGN.md."""
+    L = 1/2 (squared errors + regularization * penalty) of docs/model.md."""
 
     def __init__(self, native: Any, settings: Mapping[str, Any], learning_rate: float,
                  names: tuple[str, ...]) -> None:

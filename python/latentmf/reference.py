@@ -1,9 +1,9 @@
-"""The executable specification: the math of DESIGN.md in plain NumPy, written to be read.
+"""The executable specification: the math of docs/model.md in plain NumPy, written to be read.
 
 Every native routine of latentmf has a twin here with the same name and arguments, and the tests
 compare the two. Nothing here is fast; nothing here imports anything but NumPy.
 
-Notation (DESIGN.md): R is n_users x n_items, observed on the set Omega of (n, m) pairs;
+Notation (docs/model.md): R is n_users x n_items, observed on the set Omega of (n, m) pairs;
 U is n_users x F, V is n_items x F; the plain model predicts r_hat_nm = u_n . v_m.
 With biases (mu, b, c) it predicts r_hat_nm = mu + b_n + c_m + u_n . v_m.
 
@@ -38,10 +38,10 @@ def predict(U: np.ndarray, V: np.ndarray, users: Any, items: Any, biases: Any = 
 
 
 def loss(ratings: Any, U: np.ndarray, V: np.ndarray, regularization: float = 0.0, *, biases: Any = None) -> float:
-    """L = 1/2 sum_(n,m) in Omega [ (r_nm - r_hat_nm)^2 + lambda (|u_n|^2 + |v_m|^2 [+ b_n^2 + c_m^2]) ].
+    """``L = 1/2 sum_(n,m) in Omega [ (r_nm - r_hat_nm)^2 + lambda (|u_n|^2 + |v_m|^2 [+ b_n^2 + c_m^2]) ]``.
 
     The L2 term is charged once per observed rating, so a user with c_n ratings pays
-    lambda c_n |u_n|^2 (the convention of LIBMF, Surprise, Spark and ALS-WR).
+    ``lambda c_n |u_n|^2`` (the convention of LIBMF, Surprise, Spark and ALS-WR).
     """
     users, items, values = _triples(ratings)
     U64, V64 = U.astype(np.float64), V.astype(np.float64)
@@ -134,7 +134,7 @@ def sgd_epoch(
     place, each row gets its own steps (AdaGrad, after LIBMF's schedule). The factors form two
     groups, the leading ones (column 0 of G) and the rest (column 1). For each group D, user n's
     factors move with eta / sqrt(G_user[n, D]) in place of eta, using G before this update, and
-    then G_user[n, D] += |e v_m[D] - lambda u_n[D]|^2 / |D|; likewise for item m. The biases move
+    then ``G_user[n, D] += |e v_m[D] - lambda u_n[D]|^2 / |D|``; likewise for item m. The biases move
     with the leading group's steps. In a warm-up epoch only the leading group moves.
     """
     users, items, values = _triples(ratings)
@@ -251,16 +251,17 @@ def solve_rows(
     cg_steps: int = 3,
     noise: Any = None,
 ) -> int:
-    """The row solver of DESIGN.md, one row at a time, in place. For each row n of `side` (U's rows
+    """The row solver of docs/model.md, one row at a time, in place. For each row n of `side` (U's rows
     given Y = V for "users", V's given Y = U for "items") and its ratings j (value r_j):
 
         A_n = P + lambda_n I + sum_j w_j y~_j y~_j^T,   b_n = h + sum_j t_j y~_j,   x_n = A_n^{-1} b_n
 
     with y~_j = y_j, or [y_j, 1] with biases (x_n = [x_n, bias_n]); o_j = mu + (other bias of j).
+    ::
 
-    rule "implicit": c_j = 1 + w_j, w_j = alpha r_j or alpha log(1 + r_j / epsilon),
-                     t_j = c_j - w_j o_j, P = Y~^T Y~, h = -Y~^T o by default.
-    rule "explicit": w_j = precision, t_j = precision (r_j - o_j), P = 0, h = 0 by default.
+        rule "implicit": c_j = 1 + w_j, w_j = alpha r_j or alpha log(1 + r_j / epsilon),
+                         t_j = c_j - w_j o_j, P = Y~^T Y~, h = -Y~^T o by default.
+        rule "explicit": w_j = precision, t_j = precision (r_j - o_j), P = 0, h = 0 by default.
 
     lambda_n = regularization * weight_n ** exponent, weight_n = n_cols + sum_j w_j (implicit) or
     the number of ratings (explicit); the exponent defaults to 0 (implicit) or 1 (explicit).
@@ -373,7 +374,7 @@ def implicit_loss(
     epsilon: float = 1.0,
     biases: Any = None,
 ) -> tuple[float, float, float]:
-    """The iALS objective over every (user, item) pair, by its definition (dense, small data only):
+    """The iALS objective over every (user, item) pair, by its definition (dense, small data only)::
 
         L = sum_(n,m) c_nm (p_nm - r_hat_nm)^2 + sum_n lambda_n |u~_n|^2 + sum_m lambda_m |v~_m|^2
 

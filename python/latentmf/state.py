@@ -95,22 +95,35 @@ def empty_history(keys: tuple[str, ...]) -> dict[str, list[float]]:
 class FittedState:
     """Everything a fit produced.
 
-    native : the native model (latentmf._core.ModelFloat32 or ModelFloat64) that owns U, V, the
+    Attributes
+    ----------
+    native
+        the native model (latentmf._core.ModelFloat32 or ModelFloat64) that owns U, V, the
         biases and the accumulators; `arrays()` views those of `layout`.
-    settings : the checked hyper-parameters the model was fitted with, by parameter name (the
+    settings
+        the checked hyper-parameters the model was fitted with, by parameter name (the
         estimator's own may have changed since, through set_params).
-    layout : the names of the native arrays this model uses (see NATIVE_ARRAYS).
-    data : what the model keeps of its training data.
-    seen : the items each user had in training.
-    history : per epoch, the estimator's history keys (lists of one length).
-    best_epoch : the epoch whose factors the model holds, with early stopping; else None.
-    derived : numbers the fit derived from the data and that continuing it needs (e.g. a default
+    layout
+        the names of the native arrays this model uses (see NATIVE_ARRAYS).
+    data
+        what the model keeps of its training data.
+    seen
+        the items each user had in training.
+    history
+        per epoch, the estimator's history keys (lists of one length).
+    best_epoch
+        the epoch whose factors the model holds, with early stopping; else None.
+    derived
+        numbers the fit derived from the data and that continuing it needs (e.g. a default
         learning rate).
-    training : the training ratings, kept for continuing without passing them again (None after
+    training
+        the training ratings, kept for continuing without passing them again (None after
         loading a file or a cluster fit).
-    report : what a training back-end reports of the fit (a latentmf.dask.DaskFitReport), or None.
-    solver_state : arrays a solver keeps besides the native model's to continue (a Gibbs chain's
-        current sample), by name; saved with the model.
+    report
+        what a training back-end reports of the fit (a latentmf.dask.DaskFitReport), or None.
+    solver_state
+        arrays a solver keeps besides the native model's to continue (a Gibbs chain's current
+        sample), by name; saved with the model.
     """
 
     native: Any

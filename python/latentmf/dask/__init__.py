@@ -1,7 +1,7 @@
 """Stratified SGD on a Dask cluster that reproduces local training bit for bit.
 
 `fit(model, data, client)` trains a `MatrixFactorization` on the workers of a
-`distributed.Client` over the same B x B block grid as local training (DESIGN.md):
+`distributed.Client` over the same B x B block grid as local training (docs/model.md):
 
 - worker w owns the user groups p with ``p * W // B == w``: their ratings (as a grid shard with
   local indices) and their rows of U (with the biases and AdaGrad accumulators), which never move;

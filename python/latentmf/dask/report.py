@@ -10,7 +10,7 @@ import numpy as np
 
 @dataclass
 class DaskFitReport:
-    """What one distributed fit did (`model.dask_report_`).
+    """What one distributed fit did (`model.fit_report_`).
 
     V bytes are the bytes of item-group states (rows of V, with item biases and AdaGrad
     accumulators when used) that moved between workers, by the epoch that produced them:
