@@ -49,13 +49,8 @@ class MatrixFactorization(FactorModel):
     ----------
     factors : int
         F, the number of latent factors (columns of U and V).
-<<<<<<< HEAD
     solver : {"adagrad", "sgd", "gd", "als", "gibbs"}
-        "sgd": stochastic gradient descent over the stratified block grid of DESIGN.md, in
-=======
-    solver : {"adagrad", "sgd", "gd", "als"}
         "sgd": stochastic gradient descent over the stratified block grid of docs/model.md, in
->>>>>>> docs
         parallel, with results that do not depend on the number of threads. "adagrad": the same
         with steps per row and group of factors (AdaGrad after LIBMF's schedule, with a first
         epoch on the leading 16 factors; see `latentmf.sgd_epoch`): fewer epochs, notably

@@ -453,14 +453,18 @@ def gibbs_sweep(ratings: Any, U: np.ndarray, V: np.ndarray, rng: np.random.Gener
                 noise_precision: float, biases: Any = None) -> float:
     """One sweep of the Gibbs sampler of Bayesian PMF, in place; returns the new noise precision.
 
-    With x_n = [u_n, b_n] (u_n alone without biases) and likewise y_m:
-    1. (mu_U, Lambda_U) | the user rows (normal_wishart_draw);
-    2. each user row | V, the item biases, alpha, mu_U, Lambda_U: N(A^-1 b, A^-1) with
-       A = Lambda_U + alpha sum_m y~_m y~_m^T, b = Lambda_U mu_U + alpha sum_m (r_nm - mu - c_m) y~_m,
-       drawn as solve_rows(rule="explicit", precision=alpha, shared_matrix=Lambda_U,
-       shared_vector=Lambda_U mu_U, regularization=0, noise=z) with z = N x D standard normals;
-    3. and 4. the same for the items given the new users;
-    5. alpha | the residuals ~ Gamma(a0 + n / 2, rate b0 + sum (r - r_hat)^2 / 2).
+    With x_n = [u_n, b_n] (u_n alone without biases) and likewise y_m, in this order:
+
+    1. (mu_U, Lambda_U) given the user rows (`normal_wishart_draw`);
+    2. each user row given V, the item biases, alpha, mu_U and Lambda_U, from N(A^-1 b, A^-1) with
+       ``A = Lambda_U + alpha sum_m y~_m y~_m^T`` and ``b = Lambda_U mu_U + alpha sum_m (r_nm - mu
+       - c_m) y~_m``: ``solve_rows(rule="explicit", precision=alpha, shared_matrix=Lambda_U,
+       shared_vector=Lambda_U mu_U, regularization=0, noise=z)`` with z an N x D array of
+       standard normals;
+    3. (mu_V, Lambda_V) given the item rows;
+    4. each item row, as the users' were, given the new user rows;
+    5. alpha given the residuals, from Gamma(a0 + n / 2, rate b0 + sum (r - r_hat)^2 / 2).
+
     The draws come from `rng` in that order (numpy's standard_normal for z, in U's dtype, and
     gamma for alpha)."""
     prior = GIBBS_PRIOR
