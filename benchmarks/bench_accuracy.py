@@ -1,0 +1,212 @@
+"""Rating accuracy of every latentmf solver with its defaults against the peers, in one run.
+
+1. MovieLens 100k, split u1 (read from ../shared/data, skipped when absent): held-out RMSE with
+   predictions clipped to the rating range, and fit seconds, for MatrixFactorization with each
+   solver at its defaults, and, when installed, myFM (Bayesian FM of user and item one-hot, rank
+   10, 200 Gibbs iterations; and with each user's rated items as implicit features, SVD++-like),
+   Surprise (SVD, SVD++) and cmfrec (CMF, k 32, the best regularization of a small grid chosen on
+   the test set, as its table in the issue was made).
+2. The cost of one Gibbs sweep against one myFM iteration at the same rank (10), measured in the
+   same run, alternating, --rounds rounds: seconds per iteration and the median ratio.
+3. With --synthetic: on latentmf.datasets.synthetic(200000, 20000, 10_000_000) split 90/10 (9M
+   ratings), the default SGD fit's test RMSE and time, and the time ALS takes to reach that RMSE
+   (its test RMSE after every epoch), in one run.
+
+    python benchmarks/bench_accuracy.py [--rounds 3] [--synthetic]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+import warnings
+from typing import Any, Callable
+
+import numpy as np
+
+import latentmf
+from _common import ML100K, print_context, print_table
+from latentmf import metrics
+
+SOLVERS = ("adagrad", "sgd", "gd", "als", "gibbs")
+
+
+def read_u1(name: str) -> latentmf.Ratings:
+    table = np.loadtxt(ML100K / name, dtype=np.int64, usecols=(0, 1, 2))
+    return latentmf.Ratings(table[:, 0] - 1, table[:, 1] - 1, table[:, 2].astype(np.float32), 943, 1682)
+
+
+def clipped_rmse(truth: np.ndarray, predictions: np.ndarray) -> float:
+    return metrics.rmse(truth, np.clip(predictions, 1.0, 5.0))
+
+
+def timed(fit: Callable[[], Any]) -> tuple[Any, float]:
+    start = time.perf_counter()
+    result = fit()
+    return result, time.perf_counter() - start
+
+
+def movielens(rounds: int) -> None:
+    if not (ML100K / "u1.base").exists():
+        print(f"\nSkipping MovieLens 100k: it is not at {ML100K}.")
+        return
+    train, test = read_u1("u1.base"), read_u1("u1.test")
+    rows = []
+    for solver in SOLVERS:
+        model, seconds = timed(lambda: latentmf.MatrixFactorization(solver=solver).fit(train))
+        rows.append([f"latentmf MatrixFactorization(solver={solver!r})",
+                     f"{clipped_rmse(test.values, model.predict(test.users, test.items)):.4f}", f"{seconds:.1f}"])
+        print(f"  {rows[-1][0]}: {rows[-1][1]}", flush=True)
+    for name, run in _peers(train, test):
+        rmse, seconds = run()
+        rows.append([name, f"{rmse:.4f}", f"{seconds:.1f}"])
+        print(f"  {name}: {rows[-1][1]}", flush=True)
+    print_table("Held-out RMSE on MovieLens 100k u1 (predictions clipped to [1, 5])",
+                ["system", "RMSE", "fit seconds"], rows)
+    sweep_cost(train, rounds)
+
+
+def _peers(train: latentmf.Ratings, test: latentmf.Ratings) -> list[tuple[str, Callable[[], tuple[float, float]]]]:
+    peers: list[tuple[str, Callable[[], tuple[float, float]]]] = []
+    try:
+        import myfm  # noqa: F401
+    except ImportError:
+        print("  (myfm is not installed: its rows are left out)")
+    else:
+        peers.append(("myFM Bayesian FM, rank 10, 200 iterations", lambda: _myfm(train, test, implicit=False)))
+        peers.append(("myFM with the rated items as implicit features", lambda: _myfm(train, test, implicit=True)))
+    try:
+        import surprise  # noqa: F401
+    except ImportError:
+        print("  (surprise is not installed: its rows are left out)")
+    else:
+        peers.append(("Surprise SVD", lambda: _surprise("SVD", train, test)))
+        peers.append(("Surprise SVD++", lambda: _surprise("SVDpp", train, test)))
+    try:
+        import cmfrec  # noqa: F401
+    except ImportError:
+        print("  (cmfrec is not installed: its row is left out)")
+    else:
+        peers.append(("cmfrec CMF, k 32, best lambda of 4 on the test set", lambda: _cmfrec(train, test)))
+    return peers
+
+
+def _features(users: np.ndarray, items: np.ndarray, train: latentmf.Ratings, implicit: bool) -> Any:
+    """One-hot user and item columns, and with `implicit` each user's rated items, normalised."""
+    import scipy.sparse as sparse
+
+    n = len(users)
+    blocks = [sparse.csr_matrix((np.ones(n), (np.arange(n), users)), shape=(n, train.n_users)),
+              sparse.csr_matrix((np.ones(n), (np.arange(n), items)), shape=(n, train.n_items))]
+    if implicit:
+        rated = sparse.csr_matrix((np.ones(len(train)), (train.users, train.items)),
+                                  shape=(train.n_users, train.n_items))
+        counts = np.maximum(np.asarray(rated.sum(axis=1)).ravel(), 1)
+        rated = sparse.diags(1.0 / np.sqrt(counts)) @ rated
+        blocks.append(rated[users])
+    return sparse.hstack(blocks).tocsr()
+
+
+def _quiet_myfm(X: Any, y: np.ndarray, n_iter: int, kept: int) -> Any:
+    """A fitted myFM regressor of rank 10, without its progress bar (it writes one to stderr)."""
+    import contextlib
+    import io
+
+    import myfm
+
+    with contextlib.redirect_stderr(io.StringIO()):
+        return myfm.MyFMRegressor(rank=10, random_seed=0).fit(X, y, n_iter=n_iter, n_kept_samples=kept)
+
+
+def _myfm(train: latentmf.Ratings, test: latentmf.Ratings, implicit: bool, n_iter: int = 200) -> tuple[float, float]:
+    X = _features(train.users, train.items, train, implicit)
+    model, seconds = timed(lambda: _quiet_myfm(X, train.values, n_iter, n_iter - 5))
+    predictions = model.predict(_features(test.users, test.items, train, implicit))
+    return clipped_rmse(test.values, predictions), seconds
+
+
+def _surprise(name: str, train: latentmf.Ratings, test: latentmf.Ratings) -> tuple[float, float]:
+    import pandas as pd
+    import surprise
+
+    frame = pd.DataFrame({"user": train.users, "item": train.items, "rating": train.values})
+    data = surprise.Dataset.load_from_df(frame, surprise.Reader(rating_scale=(1, 5))).build_full_trainset()
+    algorithm = getattr(surprise, name)(random_state=0)
+    _, seconds = timed(lambda: algorithm.fit(data))
+    predictions = np.array([algorithm.predict(int(u), int(i)).est for u, i in zip(test.users, test.items)])
+    return clipped_rmse(test.values, predictions), seconds
+
+
+def _cmfrec(train: latentmf.Ratings, test: latentmf.Ratings) -> tuple[float, float]:
+    import pandas as pd
+    from cmfrec import CMF
+
+    frame = pd.DataFrame({"UserId": train.users, "ItemId": train.items, "Rating": train.values})
+    best = (np.inf, 0.0)
+    for regularization in (1.0, 5.0, 10.0, 25.0):
+        model, seconds = timed(lambda: CMF(k=32, lambda_=regularization, verbose=False).fit(frame))
+        predictions = model.predict(user=test.users, item=test.items)
+        best = min(best, (clipped_rmse(test.values, predictions), seconds))
+    return best
+
+
+def sweep_cost(train: latentmf.Ratings, rounds: int) -> None:
+    """Seconds per Gibbs iteration at rank 10: latentmf's sweep against myFM's, interleaved."""
+    try:
+        import myfm  # noqa: F401
+    except ImportError:
+        return
+    X = _features(train.users, train.items, train, implicit=False)
+    iterations = 50
+
+    def ours() -> float:
+        model = latentmf.MatrixFactorization(10, solver="gibbs", epochs=iterations, burn_in=iterations - 1)
+        return timed(lambda: model.fit(train))[1] / iterations
+
+    def theirs() -> float:
+        return timed(lambda: _quiet_myfm(X, train.values, iterations, 1))[1] / iterations
+
+    times: dict[str, list[float]] = {"latentmf gibbs sweep": [], "myFM iteration": []}
+    for _ in range(rounds):
+        times["latentmf gibbs sweep"].append(ours())
+        times["myFM iteration"].append(theirs())
+    ratio = statistics.median(a / b for a, b in zip(times["latentmf gibbs sweep"], times["myFM iteration"]))
+    print_table(f"One Gibbs iteration at rank 10 on u1.base ({rounds} rounds, interleaved)",
+                ["system", "ms per iteration, by round", "latentmf / myFM (median)"],
+                [[name, " ".join(f"{1e3 * s:.1f}" for s in seconds), f"{ratio:.2f}" if "latentmf" in name else ""]
+                 for name, seconds in times.items()])
+
+
+def synthetic() -> None:
+    """ALS's time to the default SGD fit's test RMSE on the 9M set."""
+    ratings = latentmf.datasets.synthetic(200_000, 20_000, 10_000_000, seed=0)
+    train, test = ratings.split(0.1, seed=0)
+    sgd, sgd_seconds = timed(lambda: latentmf.MatrixFactorization().fit(train))
+    target = clipped_rmse(test.values, sgd.predict(test.users, test.items))
+    als = latentmf.MatrixFactorization(solver="als", epochs=20)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", latentmf.UnknownIdWarning)
+        als.fit(train, validation=test)
+    elapsed = np.cumsum(als.history_["seconds"])
+    reached = [k for k, rmse in enumerate(als.history_["validation_rmse"]) if rmse <= target]
+    rows = [["default (AdaGrad SGD), 20 epochs", f"{target:.4f}", f"{sgd_seconds:.1f}", ""],
+            ["ALS, test RMSE after each epoch", f"{min(als.history_['validation_rmse']):.4f}",
+             f"{elapsed[reached[0]]:.1f}" if reached else "never", f"{reached[0] + 1}" if reached else ""]]
+    print_table("9M synthetic ratings: ALS's time to the default fit's test RMSE (ALS's time includes its "
+                "per-epoch test RMSE)", ["fit", "test RMSE", "seconds", "ALS epochs"], rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--synthetic", action="store_true", help="also the 9M synthetic comparison of ALS and SGD")
+    args = parser.parse_args()
+    print_context()
+    movielens(args.rounds)
+    if args.synthetic:
+        synthetic()
+
+
+if __name__ == "__main__":
+    main()
