@@ -335,9 +335,9 @@ def implicit_loss(ratings: Any, U: np.ndarray, V: np.ndarray, regularization: An
 
 
 def gibbs_sweep(ratings: Any, U: np.ndarray, V: np.ndarray, rng: np.random.Generator, *,
-                noise_precision: float, biases: Any = None, threads: int | None = None) -> float:
+                noise_precision: float, biases: Any = None, threads: int | None = None) -> tuple[float, float]:
     """One sweep of the Gibbs sampler of Bayesian PMF (Salakhutdinov and Mnih 2008), in place;
-    returns the new noise precision. The steps and the order of the draws from `rng` are those of
+    returns (the new noise precision, the squared errors of the new sample it was drawn from). The steps and the order of the draws from `rng` are those of
     `reference.gibbs_sweep`; the rows are drawn by the native `solve_rows` (their Cholesky
     factors), the small Normal-Wishart draws of each side's hyperparameters in NumPy
     (`reference.normal_wishart_draw`). The same `rng` state gives the same model for any `threads`."""
@@ -357,4 +357,4 @@ def gibbs_sweep(ratings: Any, U: np.ndarray, V: np.ndarray, rng: np.random.Gener
                    noise=noise, threads=threads)
     squared_errors = 2.0 * loss(data, U, V, 0.0, biases=biases, threads=threads)
     shape = GIBBS_PRIOR["a0"] + len(data) / 2.0
-    return float(rng.gamma(shape, 1.0 / (GIBBS_PRIOR["b0"] + squared_errors / 2.0)))
+    return float(rng.gamma(shape, 1.0 / (GIBBS_PRIOR["b0"] + squared_errors / 2.0))), squared_errors

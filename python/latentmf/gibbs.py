@@ -18,8 +18,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from . import _core
-from ._checks import as_threads, check_memory
+from ._checks import check_memory
 from .data import Ratings
 from .functions import gibbs_sweep
 from .state import DataSummary, FittedState, new_native
@@ -96,7 +95,6 @@ class GibbsTrainer(Trainer):
             [self.native.user_bias, self.native.item_bias] if settings["biases"] else [])
         super().__init__([*self.chain.values(), *self.answers, self.scalars])
         self.data = data
-        self.index = data.native_index(settings["dtype"])
         self.threads = settings["threads"]
         self.F = settings["factors"]
 
@@ -104,12 +102,10 @@ class GibbsTrainer(Trainer):
         chain, settings = self.chain, self.settings
         biases = ((self.native.global_mean, chain["user_bias"], chain["item_bias"]) if settings["biases"] else None)
         rng = np.random.default_rng((settings["seed"], epoch))
-        self.scalars[0] = gibbs_sweep(self.data, chain["U"], chain["V"], rng, noise_precision=float(self.scalars[0]),
-                                      biases=biases, threads=self.threads)
+        self.scalars[0], squared_errors = gibbs_sweep(self.data, chain["U"], chain["V"], rng,
+                                                      noise_precision=float(self.scalars[0]), biases=biases,
+                                                      threads=self.threads)
         self._record_sample(kept(settings, epoch + 1))
-        squared_errors, _ = _core.objective(self.index, chain["U"], chain["V"], self.native.global_mean,
-                                            chain.get("user_bias"), chain.get("item_bias"),
-                                            as_threads(self.threads))
         return {"loss": 0.5 * squared_errors, "train_rmse": math.sqrt(squared_errors / len(self.data))}
 
     def _record_sample(self, count: int) -> None:

@@ -450,8 +450,9 @@ def normal_wishart_draw(X: np.ndarray, rng: np.random.Generator, beta0: float = 
 
 
 def gibbs_sweep(ratings: Any, U: np.ndarray, V: np.ndarray, rng: np.random.Generator, *,
-                noise_precision: float, biases: Any = None) -> float:
-    """One sweep of the Gibbs sampler of Bayesian PMF, in place; returns the new noise precision.
+                noise_precision: float, biases: Any = None) -> tuple[float, float]:
+    """One sweep of the Gibbs sampler of Bayesian PMF, in place; returns (the new noise precision,
+    the squared errors of the new sample it was drawn from).
 
     With x_n = [u_n, b_n] (u_n alone without biases) and likewise y_m, in this order:
 
@@ -478,4 +479,4 @@ def gibbs_sweep(ratings: Any, U: np.ndarray, V: np.ndarray, rng: np.random.Gener
                    shared_vector=(precision @ mu).astype(factors.dtype), noise=noise)
     squared_errors = 2.0 * loss(ratings, U, V, 0.0, biases=biases)
     n = len(_triples(ratings)[2])
-    return float(rng.gamma(prior["a0"] + n / 2.0, 1.0 / (prior["b0"] + squared_errors / 2.0)))
+    return float(rng.gamma(prior["a0"] + n / 2.0, 1.0 / (prior["b0"] + squared_errors / 2.0))), squared_errors
