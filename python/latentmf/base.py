@@ -27,7 +27,7 @@ from typing import Any, ClassVar, Mapping
 import numpy as np
 
 from . import training
-from ._checks import as_integer
+from ._checks import MAX_SEED, as_integer, as_real, as_threads
 from .answers import Answers
 from .data import Ratings, as_ratings
 from .guard import Guarded, reads, trains
@@ -38,6 +38,8 @@ from .state import FittedState, SeenItems, empty_history
 class NotFittedError(ValueError, AttributeError):
     """The model was used before `fit`."""
 
+
+DTYPES = ("float32", "float64")
 
 #: Every model class by its model-file format name (filled by FactorModel.__init_subclass__).
 MODEL_CLASSES: dict[str, type[FactorModel]] = {}
@@ -93,7 +95,35 @@ class FactorModel(Answers, Guarded):
     # Hooks of the model classes
 
     def _settings(self) -> dict[str, Any]:
+        """The hyper-parameters, checked (raises before anything is changed), by name."""
         raise NotImplementedError
+
+    def _shared_settings(self, flags: tuple[str, ...] = ()) -> dict[str, Any]:
+        """The checked hyper-parameters every model class has (factors, epochs, init_std, dtype,
+        threads, seed, verbose, early_stopping, warm_start, progress) and the class's own
+        True/False ones named in `flags`. Values stay valid hyper-parameters (threads None: all
+        cores), so that a fit's settings make a model again."""
+        try:
+            dtype = np.dtype(self.dtype).name  # type: ignore[attr-defined]
+        except TypeError:
+            dtype = repr(self.dtype)  # type: ignore[attr-defined]
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")  # type: ignore[attr-defined]
+        for name in ("verbose", "warm_start", "progress", *flags):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        early_stopping = getattr(self, "early_stopping")
+        threads = as_threads(getattr(self, "threads"))
+        return {
+            "factors": as_integer(getattr(self, "factors"), "factors", 1, 1 << 20),
+            "epochs": as_integer(getattr(self, "epochs"), "epochs", 0),
+            "init_std": as_real(getattr(self, "init_std"), "init_std", 0.0),
+            "dtype": dtype,
+            "threads": None if threads == 0 else threads,
+            "seed": as_integer(getattr(self, "seed"), "seed", 0, MAX_SEED),
+            "early_stopping": None if early_stopping is None else as_integer(early_stopping, "early_stopping", 1),
+            **{name: bool(getattr(self, name)) for name in ("verbose", "warm_start", "progress", *flags)},
+        }
 
     @classmethod
     def _layout(cls, settings: Mapping[str, Any]) -> tuple[str, ...]:
@@ -189,15 +219,8 @@ class FactorModel(Answers, Guarded):
                 raise
             return self
         data = self._training_data(X, y)
-        held_out = None if validation is None else _check_validation(as_ratings(validation), data)
-        _check_early_stopping(settings, held_out)
-        if settings.get("warm_start") and self._is_fitted():
-            state, trainer = self._continue(self._state(), data, settings, epochs)
-            state = state.replace(training=data, seen=SeenItems(ratings=data))
-        else:
-            state, trainer = self._start(data, settings, epochs)
-        self._set_state(state)
-        self._train(state, trainer, held_out, settings, epochs, hooks)
+        continuing = bool(settings.get("warm_start")) and self._is_fitted()
+        self._fit_data(data, validation, settings, epochs, hooks, continuing=continuing)
         return self
 
     @trains
@@ -221,16 +244,21 @@ class FactorModel(Answers, Guarded):
                                  "or was loaded, unpickled or fitted on a cluster, which keeps no training data)")
         else:
             data = self._training_data(X, None)
+        self._fit_data(data, validation, settings, epochs, hooks, continuing=fitted)
+        return self
+
+    def _fit_data(self, data: Ratings, validation: Any, settings: dict[str, Any], epochs: int,
+                  callbacks: list[training.Callback], *, continuing: bool) -> None:
+        """`epochs` epochs on `data`: continuing the fitted model, or from a fresh one."""
         held_out = None if validation is None else _check_validation(as_ratings(validation), data)
         _check_early_stopping(settings, held_out)
-        if fitted:
+        if continuing:
             state, trainer = self._continue(self._state(), data, settings, epochs)
             state = state.replace(training=data, seen=SeenItems(ratings=data))
         else:
             state, trainer = self._start(data, settings, epochs)
         self._set_state(state)
-        self._train(state, trainer, held_out, settings, epochs, hooks)
-        return self
+        self._train(state, trainer, held_out, settings, epochs, callbacks)
 
     def _train(self, state: FittedState, trainer: training.Trainer, held_out: Ratings | None,
                settings: Mapping[str, Any], epochs: int, callbacks: list[training.Callback]) -> None:

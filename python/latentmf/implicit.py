@@ -8,7 +8,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from . import metrics
-from ._checks import MAX_SEED, as_integer, as_real, as_threads, check_memory, check_representable
+from ._checks import as_integer, as_real, check_memory, check_representable
 from .base import FactorModel
 from .data import Ratings, as_ratings
 from .functions import implicit_loss, solve_rows
@@ -17,7 +17,6 @@ from .training import Trainer
 
 SOLVERS = ("cg", "exact")
 CONFIDENCES = ("linear", "log")
-DTYPES = ("float32", "float64")
 
 #: Settings that continuing a fit (warm_start, partial_fit) must keep.
 STRUCTURAL_SETTINGS = ("factors", "dtype")
@@ -155,18 +154,9 @@ class ImplicitMatrixFactorization(FactorModel):
         for name, choices in (("solver", SOLVERS), ("confidence", CONFIDENCES)):
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name} must be one of {choices}, got {getattr(self, name)!r}")
-        try:
-            dtype = np.dtype(self.dtype).name
-        except TypeError:
-            dtype = repr(self.dtype)
-        if dtype not in DTYPES:
-            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
-        for name in ("warm_start", "progress", "verbose"):
-            if not isinstance(getattr(self, name), (bool, np.bool_)):
-                raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
-        settings: dict[str, Any] = {
-            "factors": as_integer(self.factors, "factors", 1, 1 << 16),
-            "epochs": as_integer(self.epochs, "epochs", 0),
+        settings = self._shared_settings()
+        dtype = settings["dtype"]
+        settings.update({
             "regularization": as_real(self.regularization, "regularization", 0.0),
             "alpha": as_real(self.alpha, "alpha", 0.0),
             "confidence": self.confidence,
@@ -174,16 +164,7 @@ class ImplicitMatrixFactorization(FactorModel):
             "nu": as_real(self.nu, "nu", 0.0),
             "solver": self.solver,
             "cg_steps": as_integer(self.cg_steps, "cg_steps", 1, 1 << 16),
-            "init_std": as_real(self.init_std, "init_std", 0.0),
-            "dtype": dtype,
-            "threads": None if as_threads(self.threads) == 0 else as_threads(self.threads),
-            "seed": as_integer(self.seed, "seed", 0, MAX_SEED),
-            "verbose": bool(self.verbose),
-            "early_stopping": None if self.early_stopping is None
-            else as_integer(self.early_stopping, "early_stopping", 1),
-            "warm_start": bool(self.warm_start),
-            "progress": bool(self.progress),
-        }
+        })
         for name in ("regularization", "alpha", "init_std"):
             check_representable(settings[name], name, dtype)
         return settings

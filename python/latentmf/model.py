@@ -9,7 +9,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from . import gibbs, rating_solvers
-from ._checks import MAX_SEED, as_integer, as_real, as_threads, check_representable
+from ._checks import as_integer, as_real, check_representable
 from .answers import TopItems, UnknownIdWarning, UserFactors, _pairs_array
 from .base import FactorModel, NotFittedError
 from .data import Ratings, as_ratings, value_array
@@ -21,7 +21,6 @@ from .training import Trainer
 
 __all__ = ["MatrixFactorization", "NotFittedError", "TopItems", "UnknownIdWarning", "UserFactors"]
 
-DTYPES = ("float32", "float64")
 UNKNOWN_POLICIES = ("warn", "mean", "error")
 
 #: The settings a model is built with; continuing training (warm_start, partial_fit) needs the same.
@@ -233,43 +232,21 @@ class MatrixFactorization(FactorModel):
         """The hyper-parameters, checked; raises before anything is changed."""
         if self.solver not in SOLVERS:
             raise ValueError(f"solver must be one of {SOLVERS}, got {self.solver!r}")
-        try:
-            dtype = np.dtype(self.dtype).name
-        except TypeError:
-            dtype = repr(self.dtype)
-        if dtype not in DTYPES:
-            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
-        for name in ("biases", "warm_start", "progress", "verbose", "clip", "exact_loss"):
-            if not isinstance(getattr(self, name), (bool, np.bool_)):
-                raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.unknown not in UNKNOWN_POLICIES:
             raise ValueError(f"unknown must be one of {UNKNOWN_POLICIES}, got {self.unknown!r}")
-        settings: dict[str, Any] = {
-            "factors": as_integer(self.factors, "factors", 1, 1 << 20),
+        settings = self._shared_settings(flags=("biases", "clip", "exact_loss"))
+        dtype = settings["dtype"]
+        settings.update({
             "solver": self.solver,
-            "epochs": as_integer(self.epochs, "epochs", 0),
             "learning_rate": None if self.learning_rate is None
             else as_real(self.learning_rate, "learning_rate", 0.0, strict=True),
             "learning_rate_decay": as_real(self.learning_rate_decay, "learning_rate_decay", 0.0),
             "regularization": as_real(self.regularization, "regularization", 0.0),
-            "biases": bool(self.biases),
-            "init_std": as_real(self.init_std, "init_std", 0.0),
             "init_mean": None if self.init_mean is None else as_real(self.init_mean, "init_mean", -np.inf),
-            "dtype": dtype,
-            # As given (None: all cores), so that settings are valid hyper-parameters themselves.
-            "threads": None if as_threads(self.threads) == 0 else as_threads(self.threads),
             "blocks": DEFAULT_BLOCKS if self.blocks is None else as_integer(self.blocks, "blocks", 1, 1024),
-            "seed": as_integer(self.seed, "seed", 0, MAX_SEED),
-            "verbose": bool(self.verbose),
-            "early_stopping": None if self.early_stopping is None
-            else as_integer(self.early_stopping, "early_stopping", 1),
-            "warm_start": bool(self.warm_start),
-            "progress": bool(self.progress),
             "unknown": self.unknown,
-            "clip": bool(self.clip),
-            "exact_loss": bool(self.exact_loss),
             "burn_in": as_integer(self.burn_in, "burn_in", 0),
-        }
+        })
         # The model computes in `dtype`: values it cannot hold are refused here, by name.
         if settings["learning_rate"] is not None:
             check_representable(settings["learning_rate"], "learning_rate", dtype, positive=True)
