@@ -210,6 +210,23 @@ def test_conjugate_gradient_with_many_steps_converges_to_the_exact_solution(rng,
         assert_solved_close(cg[2][1], exact[2][1], dtype)
 
 
+@pytest.mark.parametrize("rule", RULES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("with_biases", [False, True])
+def test_conjugate_gradient_on_rows_longer_than_its_scratch_matches_reference(rng, rule, dtype, with_biases):
+    # 20000 ratings in a row are more than conjugate gradient keeps gathered at any level and F = 4:
+    # such rows form A and take the same steps with it.
+    n_items = 20000
+    users = np.repeat(np.arange(3), [n_items, n_items, 10])
+    items = np.concatenate([np.arange(n_items), np.arange(n_items), np.arange(10)])
+    values = rng.uniform(0.0, 3.0, len(users)).astype(dtype)
+    ratings = Ratings(users, items, values, 3, n_items)
+    U, V = random_factors(rng, 3, n_items, 4, dtype, scale=0.3)
+    biases = random_biases(rng, 3, n_items, dtype) if with_biases else None
+    native, twin = _solve_both(ratings, U, V, biases, side="users", **_options(rule, "cg", regularization=1.0))
+    _assert_results_close(native, twin, dtype)
+
+
 def test_a_row_without_ratings_gets_the_solution_of_the_shared_terms(rng):
     ratings = Ratings([1, 1], [0, 2], [4.0, 5.0], 3, 3)
     U, V = random_factors(rng, 3, 3, 4)

@@ -268,16 +268,32 @@ void solve_upper(const Scalar* R, const Scalar* inverse_diagonal, const Scalar* 
   }
 }
 
-// out = S v for a symmetric S (D x D, rows of stride D): out = sum_i v_i S_i, rows as packs.
+// out = S v for a symmetric S (D x D, rows of stride `stride`): out = sum_i v_i S_i, rows as packs.
+// With D a compile-time constant the sums stay in registers, in two sets that take the rows in turn.
 template <int FixedD, class Scalar>
-void symmetric_product(const Scalar* S, const Scalar* LATENTMF_RESTRICT v, Scalar* LATENTMF_RESTRICT out,
-                       std::int64_t d) {
+void symmetric_product(const Scalar* S, std::int64_t stride, const Scalar* LATENTMF_RESTRICT v,
+                       Scalar* LATENTMF_RESTRICT out, std::int64_t d) {
   constexpr int W = pack_width<Scalar>;
+#ifdef LATENTMF_HAVE_VECTORS
+  if constexpr (FixedD > 0 && FixedD / W <= 8) {
+    constexpr int K = FixedD / W;
+    Pack<Scalar> sum[2][K];
+    for (int c = 0; c < K; ++c) sum[0][c] = sum[1][c] = Pack<Scalar>{};
+    for (std::int64_t i = 0; i < FixedD; i += 2)
+      for (int set = 0; set < 2; ++set) {
+        const Scalar vi = v[i + set];
+        const Scalar* row = S + (i + set) * stride;
+        for (int c = 0; c < K; ++c) sum[set][c] += vi * load_pack(row + c * W);
+      }
+    for (int c = 0; c < K; ++c) store_pack(out + c * W, sum[0][c] + sum[1][c]);
+    return;
+  }
+#endif
   const std::int64_t D = order<FixedD>(d);
   for (std::int64_t c = 0; c < D; c += W) store_pack(out + c, Pack<Scalar>{});
   for (std::int64_t i = 0; i < D; ++i) {
     const Scalar vi = v[i];
-    const Scalar* row = S + i * D;
+    const Scalar* row = S + i * stride;
     for (std::int64_t c = 0; c < D; c += W) store_pack(out + c, load_pack(out + c) + vi * load_pack(row + c));
   }
 }
