@@ -3,10 +3,11 @@
 // A = R^T R, and the two triangular solves. Written for this level's SIMD packs (the row of a
 // matrix is D / W packs of W elements), not with Eigen: Eigen included outside the level's target
 // region is baseline code, and inside it its inline templates would be merged across levels by
-// the linker (see cpp/dispatch/kernels.cpp). Measured on one core (Zen 5, systems in L1, factor and
-// solve), Eigen 3.4's LLT at F = 64 took 13-16 us in float32 and 16-21 us in float64, at the baseline
-// or compiled for AVX-512 alike; this file's factor and solves at the AVX-512 level took 2.1-2.4 and
-// 3.1 us.
+// the linker (see cpp/dispatch/kernels.cpp). Measured (factor and solve of one system in L1, CPU
+// time, one Zen 5 core), Eigen 3.4's LLT at F = 32 / 64 / 128 took 3.3 / 10.7 / 42 us in float32
+// and 3.9 / 13.8 / 69 us in float64 compiled for the baseline (12.7 us and 11.1 us at F = 64 with
+// AVX-512 flags); these kernels took 0.92 / 2.35 / 7.4 us and 1.04 / 2.77 / 10.6 us at the avx512
+// level, and 4.2 us and 6.9 us at F = 64 at the generic (SSE2) level.
 //
 // Conventions: a matrix is D x D, row-major, with D a multiple of both the pack width W and 4 (the
 // height of the tiles below), so that every loop runs over whole packs; a system matrix has rows of
