@@ -6,6 +6,7 @@
 
 #include "../dispatch.hpp"
 #include "gradients.hpp"
+#include "gramian.hpp"
 #include "isa.hpp"
 #include "predict.hpp"
 #include "rows.hpp"
