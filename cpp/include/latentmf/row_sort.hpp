@@ -118,9 +118,9 @@ class RowSort {
   // Bytes the sort needs at most besides its output and the groupings, for `size` ratings.
   static double footprint(std::int64_t size, std::int64_t n_users, std::int64_t n_items, int blocks, int threads) {
     const BucketLayout layout(size, blocks, (n_users + blocks - 1) / blocks, (n_items + blocks - 1) / blocks);
-    const double rows = std::min(double(size), double(blocks) * double(n_users)), parts = std::max(threads, 1);
+    const double rows = std::min(double(size), double(blocks) * double(n_users)), parts = 4.0 * std::max(threads, 1);
     return 8.0 * double(n_users + n_items) + 4.0 * parts * double(layout.buckets() + n_items) + 12.0 * rows +
-           16.0 * parts * double(4 * bucket_ratings + layout.largest_run);
+           16.0 * std::max(threads, 1) * double(4 * bucket_ratings + layout.largest_run);
   }
 
  private:
@@ -130,7 +130,7 @@ class RowSort {
   template <class Index, class Value>
   SortedRows<Scalar> sort(const Coo<Index, Value>& r, bool keep_positions) {
     make_codes();
-    const Chunks parts = even_chunks(r.size, 1, std::max(threads_, 1));
+    const Chunks parts = even_chunks(r.size, 1 << 16, parts_for(r.size, r.n_items));
     SortedRows<Scalar> out;
     auto next = count_buckets(r, parts, out.item_counts);
     out.items = Buffer<std::int32_t>(r.size, "the ratings in block order", false);
@@ -141,6 +141,15 @@ class RowSort {
     sort_buckets(out);
     lay_out_rows(out);
     return out;
+  }
+
+  // Parts of the input that the first passes run in parallel: several per thread, so that a thread
+  // held up (on a busy machine) leaves parts to the others, as long as the parts' counters per item
+  // stay small beside the ratings. The parts are written in input order: their number changes
+  // nothing in the result.
+  std::int64_t parts_for(std::int64_t size, std::int64_t n_items) const {
+    const std::int64_t threads = std::max(threads_, 1);
+    return std::max(threads, std::min(4 * threads, size / std::max<std::int64_t>(1, 8 * n_items)));
   }
 
   // A rating's 64-bit code is the sum of its user's and its item's: its bucket in the high 32 bits,
