@@ -87,7 +87,14 @@ def load_movielens_100k() -> latentmf.Ratings | None:
 
 
 def peak_rss_mib() -> float:
-    """This process's peak resident memory so far (Linux reports KiB, macOS bytes)."""
+    """This process's peak resident memory so far. On Linux it is VmHWM, the peak of this
+    process's own memory: getrusage's ru_maxrss carries the parent's peak at the fork into a child
+    (so every fresh process of a script that had loaded a data set reported the script's peak)."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
