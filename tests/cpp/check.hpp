@@ -8,6 +8,7 @@
 #include <cstring>
 #include <sstream>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace latentmf::test {
@@ -47,10 +48,12 @@ inline bool near(double actual, double expected, double tolerance) {
   return std::abs(actual - expected) <= tolerance * std::max(1.0, std::abs(expected));
 }
 
-// Whether two arrays hold the same bits (what "bit-identical" promises: 0 and -0 differ).
-template <class T>
-bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
-  return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0);
+// Whether two arrays (std::vector, Buffer) hold the same bits (what "bit-identical" promises: 0
+// and -0 differ).
+template <class Container>
+bool same_bits(const Container& a, const Container& b) {
+  using T = std::remove_const_t<std::remove_reference_t<decltype(*a.data())>>;
+  return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), std::size_t(a.size()) * sizeof(T)) == 0);
 }
 
 }  // namespace latentmf::test
