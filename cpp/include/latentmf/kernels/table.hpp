@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "../dispatch.hpp"
+#include "bpr.hpp"
 #include "gradients.hpp"
 #include "isa.hpp"
 #include "predict.hpp"
@@ -43,6 +44,7 @@ Kernels<Scalar> make_kernels() {
   k.solve_rows = &solve_rows<Scalar>;
   k.gramian = &gramian<Scalar>;
   k.implicit_objective = &implicit_objective<Scalar>;
+  k.bpr_sub_epoch = &bpr_sub_epoch<Scalar>;
   return k;
 }
 
