@@ -16,6 +16,7 @@ from . import _core, _isa, datasets, metrics, reference
 from ._version import __version__
 from .answers import TopItems, UnknownIdError, UnknownIdWarning, UserFactors
 from .base import FactorModel, NotFittedError
+from .bpr import BayesianPersonalizedRanking
 from .data import Ratings
 from .functions import (bpr_sub_epoch, bpr_triples, gibbs_sweep, gradients, gradients_dense, gramian, implicit_loss,
                         loss, sgd_epoch, sgd_order, solve_rows)
@@ -54,6 +55,7 @@ def load(path: Any) -> FactorModel:
 
 
 __all__ = [
+    "BayesianPersonalizedRanking",
     "FactorModel",
     "IdMap",
     "ImplicitMatrixFactorization",
