@@ -241,3 +241,25 @@ def test_an_implicit_model_from_a_table_without_ratings(capsys, tmp_path, rating
     assert code == 2 and "has no rating column" in err
     code, _, err = _run(capsys, "train", ratings_csv, "--model", "implicit", "--solver", "sgd", "-o", model_path)
     assert code == 2 and "--model implicit takes no --solver" in err
+
+
+def test_a_bpr_model_from_a_table_without_ratings(capsys, tmp_path, ratings_csv):
+    plays = tmp_path / "plays.csv"
+    with open(ratings_csv) as source, open(plays, "w") as target:
+        for line in source:
+            user, item, _, stamp = line.rstrip("\n").split(",")
+            target.write(f"{user},{item},{stamp}\n")
+    model_path = tmp_path / "bpr.npz"
+    code, out, err = _run(capsys, "train", plays, "--model", "bpr", "-o", model_path, "--factors", 4,
+                          "--epochs", 2, "--learning-rate", 0.02, "--no-biases", "--no-progress", "--split", "user")
+    assert code == 0, err
+    assert out.splitlines()[0].startswith("Training a BayesianPersonalizedRanking")
+    model = latentmf.load(model_path)
+    assert isinstance(model, latentmf.BayesianPersonalizedRanking) and model.learning_rate == 0.02
+    assert not model.biases and model.history_["epoch"] == [0, 1]
+    code, out, _ = _run(capsys, "evaluate", model_path, plays, "--split", "user", "--format", "json")
+    assert code == 0 and set(json.loads(out)) == {"precision@10", "recall@10", "ndcg@10", "map@10", "coverage"}
+    code, out, _ = _run(capsys, "recommend", model_path, "--user", "user3", "-k", 3)
+    assert code == 0 and len(out.splitlines()) == 4
+    code, _, err = _run(capsys, "train", plays, "--model", "bpr", "--alpha", 1, "-o", model_path)
+    assert code == 2 and "--model bpr takes no --solver or --alpha" in err

@@ -18,6 +18,7 @@ from . import __version__, build_info
 from ._tables import column, numbers, read_table, write_rows
 from .answers import UnknownIdError, UnknownIdWarning
 from .base import FactorModel
+from .bpr import BayesianPersonalizedRanking
 from .data import Ratings
 from .datasets import load_movielens, synthetic
 from .implicit import ImplicitMatrixFactorization
@@ -140,6 +141,10 @@ def _new_model(args: argparse.Namespace) -> FactorModel:
               "early_stopping": args.early_stopping}
     given = {name: getattr(args, name) for name in ("factors", "epochs", "regularization", "learning_rate", "alpha")
              if getattr(args, name) is not None}
+    if args.model == "bpr":
+        if args.solver is not None or "alpha" in given:
+            raise ValueError("--model bpr takes no --solver or --alpha")
+        return BayesianPersonalizedRanking(**given, **common, biases=not args.no_biases)
     if args.model == "implicit":
         refused = [f"--{name.replace('_', '-')}" for name in ("learning_rate",) if name in given]
         if args.solver is not None or args.no_biases or refused:
@@ -325,10 +330,11 @@ def _parser() -> argparse.ArgumentParser:
     _add_data_arguments(train)
     _add_split_arguments(train)
     model = train.add_argument_group("model")
-    model.add_argument("--model", choices=["rating", "implicit"], default="rating",
+    model.add_argument("--model", choices=["rating", "implicit", "bpr"], default="rating",
                        help="rating: predicts ratings (MatrixFactorization); implicit: ranks items from which ones "
-                            "each user chose (ImplicitMatrixFactorization, iALS), what recommends best; the rating "
-                            "column is then optional (every row an interaction) (default: %(default)s)")
+                            "each user chose (ImplicitMatrixFactorization, iALS), what recommends best; bpr: ranks "
+                            "them by pairwise comparisons (BayesianPersonalizedRanking); for these two the rating "
+                            "column is optional (every row an interaction) (default: %(default)s)")
     model.add_argument("--factors", type=int, default=None, help="latent factors (default: the model's)")
     model.add_argument("--epochs", type=int, default=None, help="training epochs (default: the model's)")
     model.add_argument("--solver", choices=["adagrad", "sgd", "gd", "als", "gibbs"], default=None,
