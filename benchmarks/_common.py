@@ -9,7 +9,6 @@ import multiprocessing
 import os
 import platform
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -20,32 +19,57 @@ import numpy as np
 
 import latentmf
 
-#: The shared folder beside the repository: data sets and the synthetic generator (never committed here).
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-ML100K = SHARED / "data" / "ml-100k"
-GEN_SYNTH = SHARED / "tools" / "gen_synth.py"
+#: MovieLens 100k, read from the shared data folder beside the repository when it is there (never
+#: committed here).
+ML100K = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ml-100k"
 
-#: The MovieLens-shaped synthetic set the performance targets are stated on (9.0M train / 1.0M test).
+#: The data sets of the performance targets, as latentmf.datasets.synthetic's (n_users, n_items,
+#: n_ratings, rank, noise, seed): MovieLens-shaped (9.0M train / 1.0M test after the split) ...
 TEN_MILLION = (200_000, 20_000, 10_000_000, 16, 0.5, 0)
-#: The Netflix-sized one (90.0M train / 10.0M test).
+#: ... and Netflix-sized (90M train / 10M test).
 NETFLIX = (480_189, 17_770, 100_000_000, 16, 0.5, 0)
+#: The share of the ratings held out as the test set.
+TEST_FRACTION = 0.1
 
 
 def synthetic_split(shape: Sequence[float], data_dir: str | None) -> Path:
-    """A folder with train.npz and test.npz made by ../shared/tools/gen_synth.py with `shape`
-    (n_users, n_items, nnz, rank, noise, seed): `data_dir` when it already holds them, else a
-    cache folder under the system's temporary directory, generated once."""
-    folder = Path(data_dir) if data_dir else Path(tempfile.gettempdir()) / ("latentmf-" + "-".join(map(str, shape)))
+    """A folder with train.npz and test.npz of the synthetic set `shape` (see TEN_MILLION): `data_dir`
+    when it already holds them, else a cache folder under the system's temporary directory, made
+    once (in a child process, so that the generator's memory is not this process's)."""
+    name = "latentmf-synthetic-" + "-".join(map(str, shape))
+    folder = Path(data_dir) if data_dir else Path(tempfile.gettempdir()) / name
     if not (folder / "train.npz").exists():
-        if not GEN_SYNTH.exists():
-            sys.exit(f"{folder} holds no train.npz and {GEN_SYNTH} is absent: pass --data DIR")
-        print(f"Generating {folder} with gen_synth.py {' '.join(map(str, shape))} ...", flush=True)
-        subprocess.run([sys.executable, str(GEN_SYNTH), *map(str, shape), "--out", str(folder)], check=True)
+        print(f"Generating {folder} with latentmf.datasets.synthetic{tuple(shape)} ...", flush=True)
+        with multiprocessing.get_context("spawn").Pool(1) as pool:
+            pool.apply(write_split, (tuple(shape), str(folder)))
     return folder
 
 
+def write_split(shape: Sequence[float], folder: str) -> None:
+    """synthetic(*shape) split at random (seeded) into TEST_FRACTION test and the rest training, the
+    test ratings whose user or item has no training rating dropped, written as npz files."""
+    n_users, n_items, n_ratings, rank, noise, seed = shape
+    ratings = latentmf.datasets.synthetic(int(n_users), int(n_items), int(n_ratings), rank=int(rank), noise=noise,
+                                          seed=int(seed))
+    is_test = np.zeros(len(ratings), bool)
+    is_test[np.random.default_rng(seed).permutation(len(ratings))[:int(TEST_FRACTION * len(ratings))]] = True
+    train = {"user": ratings.users[~is_test], "item": ratings.items[~is_test], "rating": ratings.values[~is_test]}
+    test = {"user": ratings.users[is_test], "item": ratings.items[is_test], "rating": ratings.values[is_test]}
+    del ratings, is_test
+    known = (np.bincount(train["user"], minlength=n_users)[test["user"]] > 0) & (
+        np.bincount(train["item"], minlength=n_items)[test["item"]] > 0)
+    test = {key: value[known] for key, value in test.items()}
+    path = Path(folder)
+    path.mkdir(parents=True, exist_ok=True)
+    for name, arrays in (("test", test), ("train", train)):
+        # Written under a temporary name and renamed, train.npz (what a run looks for) last: an
+        # interrupted run leaves no half set.
+        np.savez(path / f"{name}.partial.npz", **arrays, n_users=n_users, n_items=n_items)
+        os.replace(path / f"{name}.partial.npz", path / f"{name}.npz")
+
+
 def load_split(folder: Path) -> tuple[latentmf.Ratings, latentmf.Ratings]:
-    """(train, test) from gen_synth's npz files, as the int32/int32/float32 arrays it wrote (no copy)."""
+    """(train, test) from write_split's npz files, as the int32/int32/float32 arrays it wrote (no copy)."""
     train, test = np.load(folder / "train.npz"), np.load(folder / "test.npz")
     n_users, n_items = int(train["n_users"]), int(train["n_items"])
     return (latentmf.Ratings(train["user"], train["item"], train["rating"], n_users, n_items),
@@ -63,7 +87,14 @@ def load_movielens_100k() -> latentmf.Ratings | None:
 
 
 def peak_rss_mib() -> float:
-    """This process's peak resident memory so far (Linux reports KiB, macOS bytes)."""
+    """This process's peak resident memory so far. On Linux it is VmHWM, the peak of this
+    process's own memory: getrusage's ru_maxrss carries the parent's peak at the fork into a child
+    (so every fresh process of a script that had loaded a data set reported the script's peak)."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 

@@ -38,7 +38,7 @@ def reference_seconds(ratings: latentmf.Ratings, U: np.ndarray, V: np.ndarray, s
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", help="folder with gen_synth.py's train.npz for the 10M set "
+    parser.add_argument("--data", help="folder with train.npz of the 10M set as _common.write_split writes it "
                                        "(default: generated once into the temporary directory)")
     parser.add_argument("--factors", type=threads_list, default=[16, 32, 64, 128], help="comma-separated F values")
     parser.add_argument("--threads", type=threads_list, default=[1, 2], help="comma-separated (default: 1,2)")

@@ -1,8 +1,9 @@
 """Peak memory of fit on the 10M-rating set, against the size of the ratings plus the factors.
 
-On the MovieLens-shaped synthetic set (gen_synth.py 200000 20000 10000000 16 0.5 0: 9.0M train /
-1.0M test), each configuration runs in a fresh process that loads the caller's arrays as
-gen_synth wrote them (int32 users and items, float32 ratings: used without a copy), then fits.
+On the MovieLens-shaped synthetic set (latentmf.datasets.synthetic(200000, 20000, 10_000_000,
+rank=16, noise=0.5, seed=0) split 90/10: 9.0M train / 1.0M test; see _common.py), each
+configuration runs in a fresh process that loads the caller's arrays as they were written (int32
+users and items, float32 ratings: used without a copy), then fits.
 It prints, in MiB:
 
 - before: the process after loading the data (interpreter, NumPy, latentmf, the caller's arrays);
@@ -56,8 +57,8 @@ def fit(folder: str | None, params: dict[str, Any], validation: bool, epochs: in
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", help="folder with gen_synth.py's output for the 10M set (default: generated once "
-                                       "into the temporary directory)")
+    parser.add_argument("--data", help="folder with train.npz/test.npz of the 10M set as _common.write_split writes "
+                                       "them (default: generated once into the temporary directory)")
     parser.add_argument("--epochs", type=int, default=3, help="epochs per fit (the peak is reached in the first)")
     args = parser.parse_args()
     print_context()

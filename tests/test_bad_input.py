@@ -35,6 +35,7 @@ class World:
         self.user_bias, self.item_bias = np.zeros(10), np.zeros(8)
         self.biases = (3.0, self.user_bias, self.item_bias)
         self.adagrad = (np.ones((10, 2)), np.ones((8, 2)))
+        self.float32 = tuple(a.astype(np.float32) for a in (self.U, self.V, self.user_bias, self.item_bias))
         self.train = random_ratings(rng, 20, 10, 60)
         # unknown="error": the catalogue is about what is refused (the default answers unknown ids
         # in predict, with a warning: see test_model.py)
@@ -46,7 +47,7 @@ class World:
         self.raw = raw
 
     def arrays(self) -> list[np.ndarray]:
-        return [self.U, self.V, self.user_bias, self.item_bias, *self.adagrad]
+        return [self.U, self.V, self.user_bias, self.item_bias, *self.adagrad, *self.float32]
 
     def state(self) -> list[Any]:
         """Copies of everything a bad call must leave alone."""
@@ -339,6 +340,9 @@ CATALOGUE = [
     Bad("sgd_epoch", "learning_rate beyond float32",
         lambda w: latentmf.sgd_epoch(w.ratings, w.U.astype(np.float32), w.V.astype(np.float32), 1e300), ValueError,
         r"learning_rate must be a finite number > 0 in float32, got 1e\+300 \(inf as float32\)"),
+    Bad("sgd_epoch", "global_mean beyond float32", lambda w: latentmf.sgd_epoch(
+        w.ratings, w.float32[0], w.float32[1], 0.1, biases=(1e40, w.float32[2], w.float32[3])), ValueError,
+        r"global_mean must be a finite number in float32, got 1e\+40 \(inf as float32\)"),
     Bad("sgd_epoch", "negative regularization", lambda w: latentmf.sgd_epoch(w.ratings, w.U, w.V, 0.1, -1.0),
         ValueError, "regularization must be"),
     Bad("sgd_epoch", "order too short", lambda w: latentmf.sgd_epoch(w.ratings, w.U, w.V, 0.1, order=np.arange(29)),
@@ -512,6 +516,99 @@ def test_the_catalogue_is_large_and_covers_every_entry():
             "save", "cli"} <= entries
     assert len(CATALOGUE) + len(CLI_CATALOGUE) >= 150
     assert len({(case.entry, case.what) for case in CATALOGUE}) == len(CATALOGUE)
+
+
+# The entry points of training on a cluster (latentmf._core.sgd_shards and shard_errors, which
+# latentmf.dask calls on its workers): refused by name, with the position in the lists, and leaving
+# the group states alone.
+
+class Shards:
+    """One worker's sub-epoch of a 3 x 3 grid in float32: the shards of user groups 0, 1 and 2, each
+    with item group (p + 1) mod 3, and the packed states of those groups (F factors, a bias and two
+    AdaGrad accumulators per row)."""
+
+    F = 4
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        ratings = random_ratings(rng, 30, 24, 300)
+        user_groups, _ = latentmf._core.grid_groups(30, 3, 5, "users")
+        item_groups, _ = latentmf._core.grid_groups(24, 3, 5, "items")
+        self.shards = []
+        for p in range(3):
+            mine = user_groups[ratings.users] == p
+            self.shards.append(latentmf._core.shard_grid(ratings.users[mine], ratings.items[mine],
+                                                         ratings.values[mine], 30, 24, 3, 5, p, "float32", 1))
+        self.item_groups = [1, 2, 0]
+        self.user_states = [self._state(rng, int(np.count_nonzero(user_groups == p))) for p in range(3)]
+        self.item_states = [self._state(rng, int(np.count_nonzero(item_groups == q))) for q in self.item_groups]
+
+    def _state(self, rng: np.random.Generator, rows: int) -> np.ndarray:
+        factors = 0.3 * rng.standard_normal(rows * self.F)
+        return np.concatenate([factors, np.zeros(rows), np.ones(2 * rows)]).astype(np.float32)
+
+    def sgd(self, user_states: list[np.ndarray] | None = None, item_states: list[np.ndarray] | None = None,
+            learning_rate: float = 0.01, regularization: float = 0.05, global_mean: float = 3.0) -> list[float]:
+        return latentmf._core.sgd_shards(self.shards, user_states or self.user_states, item_states or self.item_states,
+                                         self.item_groups, self.F, learning_rate, regularization, global_mean, True,
+                                         True, False, 1)
+
+    def errors(self, global_mean: float = 3.0) -> list[float]:
+        return latentmf._core.shard_errors(self.shards, self.user_states, self.item_states, self.item_groups, self.F,
+                                           global_mean, True, True, 1)
+
+
+def _bad_state(side: str, change: Callable[[np.ndarray], np.ndarray]) -> Callable[[Shards], Any]:
+    """sgd_shards with state 2 of `side` ("user_states" or "item_states") changed by `change`."""
+    def call(shards: Shards) -> Any:
+        states = list(getattr(shards, side))
+        states[2] = change(states[2])
+        return shards.sgd(user_states=states) if side == "user_states" else shards.sgd(item_states=states)
+    return call
+
+
+def _no_accumulator(state: np.ndarray) -> np.ndarray:
+    bad = state.copy()
+    bad[-1] = 0
+    return bad
+
+
+SHARD_CATALOGUE = [
+    pytest.param(_bad_state("user_states", lambda state: state[:-1]), r"user_states\[2\] has length",
+                 id="user state 2 too short"),
+    pytest.param(_bad_state("item_states", lambda state: state[:-1]), r"item_states\[2\] has length",
+                 id="item state 2 too short"),
+    pytest.param(_bad_state("item_states", _no_accumulator),
+                 r"item_states\[2\]: accumulator \d+ = 0\.000000 must be a finite number > 0",
+                 id="item state 2 with a zero accumulator"),
+    pytest.param(lambda s: s.sgd(learning_rate=1e-50),
+                 r"learning_rate must be a finite number > 0 in float32, got 1e-50 \(0 as float32\)",
+                 id="learning_rate 0 in float32"),
+    pytest.param(lambda s: s.sgd(learning_rate=1e300),
+                 r"learning_rate must be a finite number > 0 in float32, got 1e\+300 \(inf as float32\)",
+                 id="learning_rate inf in float32"),
+    pytest.param(lambda s: s.sgd(regularization=1e300),
+                 r"regularization must be a finite number >= 0 in float32, got 1e\+300 \(inf as float32\)",
+                 id="regularization inf in float32"),
+    pytest.param(lambda s: s.sgd(global_mean=1e40),
+                 r"global_mean must be a finite number in float32, got 1e\+40 \(inf as float32\)",
+                 id="global_mean inf in float32"),
+    pytest.param(lambda s: s.errors(global_mean=1e40),
+                 r"global_mean must be a finite number in float32, got 1e\+40 \(inf as float32\)",
+                 id="shard_errors: global_mean inf in float32"),
+]
+
+
+@pytest.mark.parametrize("call, match", SHARD_CATALOGUE)
+def test_the_cluster_entry_points_refuse_bad_input_by_name_and_position(rng, call, match):
+    shards = Shards(rng)
+    before = [state.copy() for state in shards.user_states + shards.item_states]
+    with pytest.raises(ValueError, match=match):
+        call(shards)
+    for state, copy in zip(shards.user_states + shards.item_states, before):
+        np.testing.assert_array_equal(state, copy)
+    # and the same states are accepted, and updated, once the input is good
+    assert all(np.isfinite(shards.sgd()))
+    assert not np.array_equal(shards.user_states[0], before[0])
 
 
 # Inputs that are not bad: converted once, and read correctly.

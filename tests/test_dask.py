@@ -24,6 +24,7 @@ def client():
     """A real cluster of 3 worker processes (one thread each), shared by the tests of this module."""
     with distributed.LocalCluster(n_workers=3, threads_per_worker=1, processes=True, dashboard_address=None,
                                   memory_limit="2GiB") as cluster, distributed.Client(cluster) as client:
+        client.wait_for_workers(3, timeout=120)  # a loaded machine may start them after the client
         yield client
 
 

@@ -65,6 +65,39 @@ def test_visiting_order_runs_disjoint_blocks_sub_epoch_by_sub_epoch(rng, blocks,
             assert np.all(np.diff(positions[users == u]) > 0)
 
 
+@pytest.mark.parametrize("blocks", [1, 2])
+def test_large_grid_holds_every_rating_in_its_row(rng, blocks):
+    # About 2^18 ratings per block: the grid's sort splits each block's users into several
+    # buckets (see row_sort.hpp), which the small grids of the other tests never do.
+    n_users, n_items = 6000, 300
+    ratings = random_ratings(rng, n_users, n_items, 2**18 * blocks**2, value_dtype=np.float32)
+    grid = ratings._grid("float32", blocks, 3, 2)
+    np.testing.assert_array_equal(grid.user_counts(), np.bincount(ratings.users, minlength=n_users))
+    np.testing.assert_array_equal(grid.item_counts(), np.bincount(ratings.items, minlength=n_items))
+    order = latentmf.sgd_order(ratings, blocks=blocks, seed=3, epoch=0)
+    np.testing.assert_array_equal(np.sort(order), np.arange(len(ratings)))
+    # Inside each block the rows open in increasing user index (lanes take them in turn) and
+    # each user's ratings keep their input order.
+    user_groups, item_groups = grid.user_groups(), grid.item_groups()
+    block = user_groups[ratings.users[order]] * blocks + item_groups[ratings.items[order]]
+    for b in np.unique(block):
+        positions = order[block == b]
+        users = ratings.users[positions]
+        _, first = np.unique(users, return_index=True)
+        assert np.all(np.diff(users[np.sort(first)]) > 0)
+        by_user = np.lexsort((np.arange(len(users)), users))
+        assert np.all(np.diff(positions[by_user])[np.diff(users[by_user]) == 0] > 0)
+    # The grid's epoch updates exactly the ratings the order names, with the same arithmetic.
+    U, V = random_factors(rng, n_users, n_items, 32, np.float32, scale=0.1)
+    accumulators = (np.ones((n_users, 2), np.float32), np.ones((n_items, 2), np.float32))
+    grid_arrays = (U.copy(), V.copy(), accumulators[0].copy(), accumulators[1].copy())
+    latentmf.sgd_epoch(ratings, grid_arrays[0], grid_arrays[1], 0.05, 0.05, threads=2,
+                       adagrad=grid_arrays[2:], blocks=blocks, seed=3, epoch=0)
+    latentmf.sgd_epoch(ratings, U, V, 0.05, 0.05, order=order, adagrad=accumulators)
+    for a, b in zip(grid_arrays, (U, V) + accumulators):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_sub_epoch_order_changes_with_epoch(rng):
     ratings = random_ratings(rng, 40, 40, 500)
     orders = {tuple(latentmf.sgd_order(ratings, blocks=8, seed=1, epoch=e)) for e in range(4)}

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import latentmf
-from latentmf import _checks, _core, _openmp
+from latentmf import _checks, _core
 
 from conftest import peak_memory_growth, random_ratings
 
@@ -137,38 +137,6 @@ def test_absurd_thread_counts_run_on_the_processors_there_are(rng, threads):
     U, V = one.U.copy(), one.V.copy()
     grads = latentmf.gradients(ratings, U, V, 0.1, threads=threads)
     np.testing.assert_array_equal(grads[0], latentmf.gradients(ratings, U, V, 0.1, threads=1)[0])
-
-
-def test_an_absurd_omp_num_threads_does_not_end_the_process():
-    """The OpenMP runtime exits the process when it cannot start the threads it is asked for."""
-    code = ("import latentmf, numpy as np; r = latentmf.datasets.synthetic(200, 100, 3000); "
-            "m = latentmf.MatrixFactorization(factors=4, epochs=2).fit(r); "
-            "print(latentmf.build_info()['max_threads'] <= (len(__import__('os').sched_getaffinity(0)) "
-            "if hasattr(__import__('os'), 'sched_getaffinity') else 10**6))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                            env={**os.environ, "OMP_NUM_THREADS": "100000000"})
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "True"
-
-
-@pytest.mark.parametrize("value, expected", [
-    ("100000000", "4"), ("4", None), ("3", None), ("5", "4"), (" 9 , 2", "4,2"), ("2,99", "2,4"),
-    ("", None), ("many", None), ("4,x", None), ("-1", None), ("\u00b2", None),
-])
-def test_omp_num_threads_above_the_processors_is_reduced_to_them(value, expected):
-    assert _openmp.bounded(value, 4) == expected
-
-
-def test_bound_environment_rewrites_only_a_request_beyond_the_processors():
-    environ = {"OMP_NUM_THREADS": str(10**8), "OTHER": "x"}
-    _openmp.bound_environment(environ)
-    assert environ == {"OMP_NUM_THREADS": str(_openmp.processors()), "OTHER": "x"}
-    untouched = {"OMP_NUM_THREADS": "1"}
-    _openmp.bound_environment(untouched)
-    assert untouched == {"OMP_NUM_THREADS": "1"}
-    empty: dict[str, str] = {}
-    _openmp.bound_environment(empty)
-    assert empty == {}
 
 
 PEAK_CHILD = """

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+import latentmf
+
 from conftest import ML100K
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,4 +34,5 @@ def test_the_python_examples_run(tmp_path, monkeypatch, capsys):
         exec(compile(block, "README.md", "exec"), namespace)
     assert (tmp_path / "model.npz").exists()
     assert namespace["same"].recommend(196, k=5)[0].tolist() == namespace["items"].tolist()
+    assert isinstance(namespace["same"], latentmf.ImplicitMatrixFactorization)
     assert "ndcg@10" in capsys.readouterr().out

@@ -14,8 +14,10 @@ from latentmf import Ratings, reference
 
 from conftest import DTYPES, TOLERANCE, random_biases, random_factors, random_ratings
 
-# Every test here runs once per kernel level this CPU supports.
-pytestmark = pytest.mark.usefixtures("isa")
+# The comparisons with the reference and the determinism tests run once per kernel level this CPU
+# supports; the properties of the math (monotone losses, normal equations, the draws' distribution)
+# and the bad-input catalogue run at the level chosen at import.
+per_level = pytest.mark.usefixtures("isa")
 
 # A solve amplifies the rounding of its inputs by the system's condition number. The systems below
 # have condition numbers of a few hundred at most (regularization keeps them so), so float32
@@ -79,6 +81,7 @@ def _options(rule, method, **more):
 
 # Parity: every rule x method x dtype x bias column x side x threads, over the shapes.
 
+@per_level
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("rule", RULES)
 @pytest.mark.parametrize("method", METHODS)
@@ -92,6 +95,7 @@ def test_solve_rows_matches_reference(rng, shape, rule, method, dtype, with_bias
     _assert_results_close(native, twin, dtype)
 
 
+@per_level
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("with_biases", [False, True])
 @pytest.mark.parametrize("side", SIDES)
@@ -109,6 +113,7 @@ def test_gibbs_draw_matches_reference(rng, dtype, with_biases, side):
     _assert_results_close(native, twin, dtype)
 
 
+@per_level
 @pytest.mark.parametrize("confidence", ["linear", "log"])
 @pytest.mark.parametrize("exponent", [0.0, 0.5, 1.0])
 @pytest.mark.parametrize("method", METHODS)
@@ -122,6 +127,7 @@ def test_implicit_confidence_and_frequency_scaled_regularization_match_reference
     _assert_results_close(native, twin, dtype)
 
 
+@per_level
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("method", METHODS)
 def test_per_row_regularization_matches_reference(rng, dtype, method):
@@ -137,6 +143,7 @@ def test_per_row_regularization_matches_reference(rng, dtype, method):
 Y_2x2 = np.array([[1.0, 0.0], [1.0, 1.0]])
 
 
+@per_level
 @pytest.mark.parametrize("solve", [latentmf.solve_rows, reference.solve_rows], ids=["native", "reference"])
 def test_explicit_two_by_two_by_hand(solve):
     # One user rated item 0 with 1 and item 1 with 2; lambda_n = 0.5 * 2 ratings = 1:
@@ -147,6 +154,7 @@ def test_explicit_two_by_two_by_hand(solve):
     np.testing.assert_allclose(U, [[0.8, 0.6]], rtol=1e-14)
 
 
+@per_level
 @pytest.mark.parametrize("solve", [latentmf.solve_rows, reference.solve_rows], ids=["native", "reference"])
 def test_implicit_two_by_two_by_hand(solve):
     # alpha = 1: c = [2, 3], w = [1, 2], t = c; P = Y^T Y = [2 1; 1 1]; lambda = 0:
@@ -210,6 +218,25 @@ def test_conjugate_gradient_with_many_steps_converges_to_the_exact_solution(rng,
         assert_solved_close(cg[2][1], exact[2][1], dtype)
 
 
+@per_level
+@pytest.mark.parametrize("rule", RULES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("with_biases", [False, True])
+def test_conjugate_gradient_on_rows_longer_than_its_scratch_matches_reference(rng, rule, dtype, with_biases):
+    # 20000 ratings in a row are more than conjugate gradient keeps gathered at any level and F = 4:
+    # such rows form A and take the same steps with it.
+    n_items = 20000
+    users = np.repeat(np.arange(3), [n_items, n_items, 10])
+    items = np.concatenate([np.arange(n_items), np.arange(n_items), np.arange(10)])
+    values = rng.uniform(0.0, 3.0, len(users)).astype(dtype)
+    ratings = Ratings(users, items, values, 3, n_items)
+    U, V = random_factors(rng, 3, n_items, 4, dtype, scale=0.3)
+    biases = random_biases(rng, 3, n_items, dtype) if with_biases else None
+    native, twin = _solve_both(ratings, U, V, biases, side="users", **_options(rule, "cg", regularization=1.0))
+    _assert_results_close(native, twin, dtype)
+
+
+@per_level
 def test_a_row_without_ratings_gets_the_solution_of_the_shared_terms(rng):
     ratings = Ratings([1, 1], [0, 2], [4.0, 5.0], 3, 3)
     U, V = random_factors(rng, 3, 3, 4)
@@ -226,6 +253,7 @@ def test_a_row_without_ratings_gets_the_solution_of_the_shared_terms(rng):
         np.testing.assert_array_equal(U[[0, 2]], 0.0)
 
 
+@per_level
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("with_biases", [False, True])
 def test_singular_systems_get_the_least_norm_solution(rng, method, with_biases):
@@ -307,6 +335,7 @@ def test_gibbs_draws_have_mean_a_inverse_b_and_covariance_a_inverse(rng):
 
 # Determinism: the same bits for any thread count.
 
+@per_level
 @pytest.mark.parametrize("rule", RULES)
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -329,6 +358,7 @@ def test_results_do_not_depend_on_the_thread_count(rng, rule, method, dtype, wit
 
 # The Gramian and the iALS objective.
 
+@per_level
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("bias_column", [False, True])
 @pytest.mark.parametrize("shape", [(0, 3), (1, 1), (100, 5), (3000, 64)])
@@ -340,6 +370,7 @@ def test_gramian_matches_reference(rng, dtype, bias_column, shape):
     assert_solved_close(native, reference.gramian(Y, bias_column=bias_column), dtype)
 
 
+@per_level
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("with_biases", [False, True])
 @pytest.mark.parametrize("confidence", ["linear", "log"])
@@ -375,6 +406,7 @@ def problems(draw):
     return n_users, n_items, n_ratings, F, seed
 
 
+@per_level
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                   HealthCheck.function_scoped_fixture])
 @given(problem=problems(), rule=st.sampled_from(RULES), method=st.sampled_from(METHODS), with_biases=st.booleans(),

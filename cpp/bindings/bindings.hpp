@@ -1,10 +1,14 @@
 // The parts of the latentmf._core module, one function per file, each adding its classes and
-// functions to the module (core.cpp calls them all).
+// functions to the module (core.cpp calls them all, after start_openmp).
 #pragma once
 
 #include <pybind11/pybind11.h>
 
 namespace latentmf::binding {
+
+// openmp.cpp: starts the OpenMP runtime within the processors, leaving OMP_NUM_THREADS as it was.
+// Called first, before anything else of the module can call OpenMP.
+void start_openmp();
 
 void bind_info(pybind11::module_& m);      // info.cpp: build, instruction-set level, memory
 void bind_models(pybind11::module_& m);    // model.cpp: storage of U, V, biases, accumulators

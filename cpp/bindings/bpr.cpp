@@ -11,8 +11,8 @@
 
 #include "bindings.hpp"
 #include "convert.hpp"
-#include "isa.hpp"
 #include "latentmf/bpr.hpp"
+#include "latentmf/dispatch.hpp"
 #include "latentmf/parallel.hpp"
 
 namespace latentmf::binding {
@@ -62,7 +62,7 @@ double bpr_sub_epoch(const BprGrid& grid, const py::array& U, const py::array& V
                                          to_scalar<Scalar>(regularization, "regularization", false)};
     latentmf::check_bpr_sub_epoch(grid, f, step, epoch, sub_epoch);
     const int t = latentmf::resolve_threads(threads);
-    const auto& table = kernels<Scalar>();
+    const auto& table = active_kernels<Scalar>();
     py::gil_scoped_release release;
     return table.bpr_sub_epoch(grid, f, bias, step, epoch, sub_epoch, t);
   }, "U");

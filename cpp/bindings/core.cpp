@@ -9,6 +9,7 @@
 
 PYBIND11_MODULE(_core, m) {
   namespace binding = latentmf::binding;
+  binding::start_openmp();
   m.doc() = "Native core of latentmf (C++17, Eigen, OpenMP). Use the latentmf package, not this module.";
   pybind11::register_exception<latentmf::AllocationError>(m, "AllocationError", PyExc_MemoryError);
   binding::bind_info(m);

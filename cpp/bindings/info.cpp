@@ -2,12 +2,10 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
-#include <atomic>
 #include <string>
 #include <vector>
 
 #include "bindings.hpp"
-#include "isa.hpp"
 #include "latentmf/build_info.hpp"
 #include "latentmf/dispatch.hpp"
 #include "latentmf/memory.hpp"
@@ -19,10 +17,6 @@ namespace {
 namespace py = pybind11;
 
 using namespace pybind11::literals;
-
-// The level whose kernels run: the best this CPU supports, unless select_isa chose another.
-// Atomic, because calls read it with the GIL released while another thread may select a level.
-std::atomic<Isa> active_isa{best_isa()};
 
 std::vector<std::string> isa_names(bool supported_only) {
   std::vector<std::string> names;
@@ -37,22 +31,14 @@ py::dict build_info() {
                   "compiler"_a = info.compiler, "eigen_version"_a = info.eigen_version,
                   "eigen_simd"_a = info.eigen_simd, "instruction_sets"_a = info.instruction_sets,
                   "isa_levels"_a = isa_names(false), "isa_levels_supported"_a = isa_names(true),
-                  "isa"_a = isa_name(active_isa.load()), "float_types"_a = info.float_types,
+                  "isa"_a = isa_name(active_isa()), "float_types"_a = info.float_types,
                   "max_threads"_a = available_threads());
 }
 
 // Runs the kernels of the named level from the next call on; refuses a level this CPU cannot run.
-void select_isa(const std::string& name) {
-  const auto isa = isa_from_name(name);
-  if (!cpu_supports(isa))
-    throw py::value_error("instruction-set level '" + name + "' is compiled in but this CPU cannot run it");
-  active_isa.store(isa);
-}
+void select_isa(const std::string& name) { select_active_isa(isa_from_name(name)); }
 
 }  // namespace
-
-const Kernels<float>& active_kernels(float) { return kernels_float(active_isa.load()); }
-const Kernels<double>& active_kernels(double) { return kernels_double(active_isa.load()); }
 
 void bind_info(py::module_& m) {
   m.def("build_info", &build_info);

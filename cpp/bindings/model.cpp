@@ -10,7 +10,6 @@
 
 #include "bindings.hpp"
 #include "convert.hpp"
-#include "isa.hpp"
 #include "latentmf/model.hpp"
 
 namespace latentmf::binding {

@@ -10,7 +10,7 @@
 
 #include "bindings.hpp"
 #include "convert.hpp"
-#include "isa.hpp"
+#include "latentmf/dispatch.hpp"
 
 namespace latentmf::binding {
 namespace {
@@ -33,7 +33,7 @@ py::array predict(const py::array& U, const py::array& V, const py::array& users
       auto out = new_array<Scalar>({size}, "the predictions");
       Scalar* out_data = out.mutable_data();
       py::gil_scoped_release release;
-      kernels<Scalar>().predict(Index{})(f, b, u, i, size, out_data, t);
+      active_kernels<Scalar>().predict(Index{})(f, b, u, i, size, out_data, t);
       return out;
     });
   }, "U");
@@ -72,7 +72,7 @@ py::tuple top_items(const py::array& U, const py::array& V, const py::array& use
     const int t = latentmf::resolve_threads(threads);
     {
       py::gil_scoped_release release;
-      kernels<Scalar>().top_items(f, b, offsets, seen, seen_size, user_data, count, k, item_data, score_data, t);
+      active_kernels<Scalar>().top_items(f, b, offsets, seen, seen_size, user_data, count, k, item_data, score_data, t);
     }
     return py::make_tuple(items, scores);
   }, "U");

@@ -10,7 +10,6 @@
 
 #include "bindings.hpp"
 #include "convert.hpp"
-#include "isa.hpp"
 #include "latentmf/blocks.hpp"
 #include "latentmf/checks.hpp"
 #include "latentmf/compressed.hpp"

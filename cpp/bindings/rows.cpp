@@ -10,7 +10,7 @@
 
 #include "bindings.hpp"
 #include "convert.hpp"
-#include "isa.hpp"
+#include "latentmf/dispatch.hpp"
 #include "latentmf/compressed.hpp"
 #include "latentmf/rows.hpp"
 
@@ -132,7 +132,7 @@ std::int64_t solve_rows(const RatingsIndex<Scalar>& index, const std::string& si
   s.cg_steps = cg_steps;
   const int t = latentmf::resolve_threads(threads);
   py::gil_scoped_release release;
-  return kernels<Scalar>().solve_rows(s, t);
+  return active_kernels<Scalar>().solve_rows(s, t);
 }
 
 // Y^T Y, or [Y 1]^T [Y 1] with a bias column, in Y's dtype.
@@ -151,7 +151,7 @@ py::array gramian(const py::array& Y, bool bias_column, int threads) {
       std::vector<Scalar> ones = latentmf::allocate<Scalar>(n * E, "the bias column");
       std::fill(ones.begin(), ones.end(), Scalar(1));
       std::vector<double> G = latentmf::allocate<double>(M * M, "the Gramian");
-      kernels<Scalar>().gramian(y, E ? ones.data() : nullptr, n, F, E, G.data(), t);
+      active_kernels<Scalar>().gramian(y, E ? ones.data() : nullptr, n, F, E, G.data(), t);
       for (std::int64_t k = 0; k < M * M; ++k) out_data[k] = Scalar(G[k]);
     }
     return out;
@@ -178,7 +178,7 @@ py::tuple implicit_objective(const RatingsIndex<Scalar>& index, const py::array&
   latentmf::ImplicitObjective o;
   {
     py::gil_scoped_release release;
-    o = kernels<Scalar>().implicit_objective(entries_of(index, true), entries_of(index, false), e, f, b, users, items,
+    o = active_kernels<Scalar>().implicit_objective(entries_of(index, true), entries_of(index, false), e, f, b, users, items,
                                              t);
   }
   return py::make_tuple(o.all_entries, o.observed, o.penalty);

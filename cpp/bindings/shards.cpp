@@ -11,8 +11,8 @@
 
 #include "bindings.hpp"
 #include "convert.hpp"
-#include "isa.hpp"
 #include "latentmf/blocks.hpp"
+#include "latentmf/dispatch.hpp"
 #include "latentmf/shards.hpp"
 
 namespace latentmf::binding {
@@ -137,7 +137,8 @@ std::vector<double> sgd_shards(const py::list& shards, const py::list& user_stat
     const int t = latentmf::resolve_threads(threads);
     std::vector<double> squared_errors(blocks.size(), 0.0);
     py::gil_scoped_release release;
-    kernels<Scalar>().sgd_shard_blocks(blocks.data(), std::int64_t(blocks.size()), step, squared_errors.data(), t);
+    active_kernels<Scalar>().sgd_shard_blocks(blocks.data(), std::int64_t(blocks.size()), step,
+                                              squared_errors.data(), t);
     return squared_errors;
   });
 }
@@ -153,7 +154,7 @@ std::vector<double> shard_errors(const py::list& shards, const py::list& user_st
     const int t = latentmf::resolve_threads(threads);
     std::vector<double> squared_errors(blocks.size(), 0.0);
     py::gil_scoped_release release;
-    kernels<Scalar>().shard_block_errors(blocks.data(), std::int64_t(blocks.size()), squared_errors.data(), t);
+    active_kernels<Scalar>().shard_block_errors(blocks.data(), std::int64_t(blocks.size()), squared_errors.data(), t);
     return squared_errors;
   });
 }
@@ -171,7 +172,7 @@ py::array row_squared_norms(const py::array& state, std::int64_t n_rows, std::in
     auto* out_data = out.mutable_data();
     const int t = latentmf::resolve_threads(threads);
     py::gil_scoped_release release;
-    kernels<Scalar>().row_squared_norms(data, n_rows, n_factors, out_data, t);
+    active_kernels<Scalar>().row_squared_norms(data, n_rows, n_factors, out_data, t);
     return out;
   });
 }
@@ -187,7 +188,7 @@ double penalty_of_norms(const py::array& norms, const py::object& bias, const py
     const auto* norm_data = static_cast<const Scalar*>(norms.data());
     const int t = latentmf::resolve_threads(threads);
     py::gil_scoped_release release;
-    return kernels<Scalar>().penalty_of_norms(norm_data, bias_data, count_data, n, t);
+    return active_kernels<Scalar>().penalty_of_norms(norm_data, bias_data, count_data, n, t);
   });
 }
 

@@ -10,9 +10,9 @@
 
 #include "bindings.hpp"
 #include "convert.hpp"
-#include "isa.hpp"
 #include "latentmf/blocks.hpp"
 #include "latentmf/dense.hpp"
+#include "latentmf/dispatch.hpp"
 
 namespace latentmf::binding {
 namespace {
@@ -24,13 +24,13 @@ using latentmf::RatingsIndex;
 template <class Scalar>
 latentmf::Objective objective_of(const RatingsIndex<Scalar>& data, const Factors<Scalar>& f, const Biases<Scalar>& b,
                                  int threads) {
-  return kernels<Scalar>().objective(data, f, b, threads);
+  return active_kernels<Scalar>().objective(data, f, b, threads);
 }
 
 template <class Scalar>
 latentmf::Objective objective_of(const BlockGrid<Scalar>& data, const Factors<Scalar>& f, const Biases<Scalar>& b,
                                  int threads) {
-  return kernels<Scalar>().grid_objective(data, f, b, threads);
+  return active_kernels<Scalar>().grid_objective(data, f, b, threads);
 }
 
 // (squared_errors, penalty) of the ratings `data` holds (a RatingsIndex or a BlockGrid):
@@ -65,7 +65,7 @@ py::tuple gradients(const RatingsIndex<Scalar>& index, const py::array& U, const
                                   b.enabled() ? d_item_bias.mutable_data() : nullptr};
   {
     py::gil_scoped_release release;
-    kernels<Scalar>().gradients(index, f, b, lambda, out, t);
+    active_kernels<Scalar>().gradients(index, f, b, lambda, out, t);
   }
   if (b.enabled()) return py::make_tuple(dU, dV, d_user_bias, d_item_bias);
   return py::make_tuple(dU, dV);
@@ -145,7 +145,7 @@ double sgd_grid(const BlockGrid<Scalar>& grid, const py::array& U, const py::arr
   const int first = whole_epoch ? 0 : sub_epoch.cast<int>();
   const int last = whole_epoch ? grid.blocks() : first + 1;
   for (int s = first; s < last; ++s) latentmf::check_grid_step(grid, args.factors, args.step, epoch, s);
-  const auto& table = kernels<Scalar>();
+  const auto& table = active_kernels<Scalar>();
   py::gil_scoped_release release;
   double squared_errors = 0;
   for (int s = first; s < last; ++s)
@@ -167,7 +167,7 @@ double sgd_ordered(const py::array& users, const py::array& items, const py::arr
       const auto coo = coo_of<decltype(index), Scalar>(users, items, values, f.n_users, f.n_items);
       const auto* order_data = vector_data<std::int64_t>(order, "order", coo.size);
       py::gil_scoped_release release;
-      return kernels<Scalar>().sgd_ordered(decltype(index){})(coo, order_data, f, args.biases, args.accumulators,
+      return active_kernels<Scalar>().sgd_ordered(decltype(index){})(coo, order_data, f, args.biases, args.accumulators,
                                                               args.step);
     });
   });

@@ -1,6 +1,8 @@
 // Chooses among the kernel tables compiled in (cpp/dispatch/kernels.cpp) by what the CPU supports.
 #include "latentmf/dispatch.hpp"
 
+#include <algorithm>
+#include <atomic>
 #include <string>
 #include <vector>
 
@@ -70,6 +72,29 @@ Isa isa_from_name(const std::string& name) {
     known += std::string(known.empty() ? "" : ", ") + isa_name(isa);
   }
   fail("unknown or not compiled instruction-set level '", name, "'; this build has: ", known);
+}
+
+namespace {
+
+// The active level. Atomic, because the binding's calls read it with the GIL released while
+// another thread may select a level. A function's static, so that it is initialised on first use
+// whatever the order in which the translation units' globals are.
+std::atomic<Isa>& active_level() {
+  static std::atomic<Isa> level{best_isa()};
+  return level;
+}
+
+}  // namespace
+
+Isa active_isa() { return active_level().load(); }
+
+void select_active_isa(Isa isa) {
+  const auto compiled = compiled_isas();
+  require(std::find(compiled.begin(), compiled.end(), isa) != compiled.end(), "instruction-set level '",
+          isa_name(isa), "' is not compiled into this build");
+  require(cpu_supports(isa), "instruction-set level '", isa_name(isa),
+          "' is compiled in but this CPU cannot run it");
+  active_level().store(isa);
 }
 
 const Kernels<float>& kernels_float(Isa isa) {

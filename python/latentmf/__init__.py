@@ -7,11 +7,6 @@ SGD or full-batch gradient descent in a C++/OpenMP core. Start with `MatrixFacto
 
 from typing import Any
 
-from . import _openmp
-
-# Before the extension, and with it the OpenMP runtime, is loaded (see _openmp).
-_openmp.bound_environment()
-
 from . import _core, _isa, datasets, metrics, reference
 from ._version import __version__
 from .answers import TopItems, UnknownIdError, UnknownIdWarning, UserFactors

@@ -252,8 +252,9 @@ def solve_rows(ratings: Any, U: np.ndarray, V: np.ndarray, *, side: str, rule: s
     x_n = A_n^{-1} b_n + R_n^{-1} z_n ~ N(A_n^{-1} b_n, A_n^{-1}). method="cg": `cg_steps` steps of
     conjugate gradient from the current row, A_n applied without forming it (the fast path of iALS).
 
-    A row without ratings gets A_n^{-1} h (0 for ALS and iALS). A system that is not positive
-    definite (only possible with regularization 0, no shared matrix and fewer ratings than F')
+    A row without ratings gets A_n^{-1} h (0 for ALS, and for iALS without biases). A system that is
+    not positive definite (possible only when lambda_n = 0, no shared matrix and fewer ratings than
+    F': regularization 0, or a row without ratings under the per-rating regularization of ALS)
     gets its least-norm solution A_n^+ b_n (a draw from N(A_n^+ b_n, A_n^+)), never NaN; the count of
     such rows is returned. Conjugate gradient takes the exact path for those rows and for rows
     without ratings.

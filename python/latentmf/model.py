@@ -40,6 +40,11 @@ class MatrixFactorization(FactorModel):
     id maps (`Ratings.from_dataframe`, `Ratings.from_ids`), the raw ids: predict, recommend,
     recommend_all, similar_items and fold_in then take and return the user's own ids.
 
+    recommend and recommend_all rank the items by their predicted rating. That favours items of
+    high predicted rating however few users chose them, and ranks poorly as a top-N list: for
+    recommendations, ImplicitMatrixFactorization, which learns from which items each user rated,
+    ranks far better (benchmarks/bench_implicit.py, docs/performance.md).
+
     It follows scikit-learn's estimator rules (`get_params`, `set_params`, `clone`), and besides
     ``fit(ratings)`` accepts ``fit(X, y)`` with X an (n, 2) array of (user, item) ids and y the
     ratings, ``predict(X)`` and ``score(X, y)``, so GridSearchCV and cross_val_score work.

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <utility>
 #include <vector>
 
 #include "memory.hpp"
@@ -17,6 +18,7 @@
 #include "prefetch.hpp"
 #include "random.hpp"
 #include "ratings.hpp"
+#include "row_sort.hpp"
 
 namespace latentmf {
 
@@ -60,34 +62,6 @@ void visit_in_lane_order(const std::int64_t* row_begin, std::int64_t first_row, 
 // Seed streams: one for the user permutation, one for the items, one per epoch after those.
 constexpr std::uint64_t user_stream = 0, item_stream = 1, first_epoch_stream = 2;
 
-// The group of each of n objects: group p holds the objects whose position in a seeded permutation
-// falls in [p n / B, (p + 1) n / B), so groups differ in size by one at most. `member` numbers
-// each group's objects in increasing index order; members[begin[p] + m] is member m of group p.
-struct Grouping {
-  std::vector<std::int32_t> group;
-  std::vector<std::int32_t> member;
-  std::vector<std::int64_t> size;
-  std::vector<std::int64_t> begin;
-  std::vector<std::int32_t> members;
-
-  Grouping(std::int64_t n, int blocks, std::uint64_t seed)
-      : group(allocate<std::int32_t>(n, "group assignments")),
-        member(allocate<std::int32_t>(n, "group members")),
-        size(static_cast<std::size_t>(blocks), 0),
-        begin(static_cast<std::size_t>(blocks) + 1, 0),
-        members(allocate<std::int32_t>(n, "group members")) {
-    const auto perm = random_permutation<std::int32_t>(n, seed);
-    int p = 0;
-    for (std::int64_t position = 0; position < n; ++position) {
-      while (position >= n * (p + 1) / blocks) ++p;
-      group[perm[position]] = p;
-    }
-    for (std::int64_t i = 0; i < n; ++i) member[i] = static_cast<std::int32_t>(size[group[i]]++);
-    for (int g = 0; g < blocks; ++g) begin[g + 1] = begin[g] + size[g];
-    for (std::int64_t i = 0; i < n; ++i) members[begin[group[i]] + member[i]] = static_cast<std::int32_t>(i);
-  }
-};
-
 inline void check_grid_arguments(std::int64_t size, int blocks) {
   require(blocks >= 1 && blocks <= max_blocks, "blocks must be in [1, ", max_blocks, "], got ", blocks);
   require(size >= 1, "the ratings are empty: at least one rating is needed");
@@ -102,14 +76,8 @@ inline std::vector<int> sub_epoch_shifts(int blocks, std::uint64_t seed, std::in
 }
 
 // The grid itself: ratings copied into block order as compact (item, value) pairs, with the
-// user of each run ("row") of one user's ratings inside a block stored once per row.
-//
-// Built by one stable counting sort of the ratings by row, in parallel over a few contiguous parts
-// of the input: each part counts its ratings per row, then writes them after the earlier parts'.
-// Rows, blocks and their offsets fall out of the counts, and the input is read in order (a version
-// that gathered the input through a permutation spent most of its time on cache misses; one that
-// sorted into blocks and then each block by user needed a temporary user per rating, 360 MB for
-// 90M ratings).
+// user of each run ("row") of one user's ratings inside a block stored once per row. Built by
+// RowSort (row_sort.hpp).
 template <class Scalar>
 class BlockGrid {
  public:
@@ -120,9 +88,8 @@ class BlockGrid {
       : blocks_(blocks), seed_(seed), n_users_(r.n_users), n_items_(r.n_items), size_(r.size),
         users_(checked_n_users(r, blocks, threads, keep_positions), blocks, stream_seed(seed, user_stream)),
         items_grouping_(r.n_items, blocks, stream_seed(seed, item_stream)) {
-    check_ratings(r, threads);
-    sort_into_rows(r, keep_positions, threads);
-    count_ratings(threads);
+    sort_into_rows(r, keep_positions, threads);  // which checks the ratings first
+    count_user_ratings(threads);
   }
 
   // One user group's share of the grid (its row of blocks), for training on a cluster where each
@@ -164,8 +131,8 @@ class BlockGrid {
   const std::vector<std::int64_t>& block_rows() const { return block_rows_; }
   const std::vector<std::int32_t>& row_user() const { return row_user_; }
   const std::vector<std::int64_t>& row_begin() const { return row_begin_; }
-  const std::vector<std::int32_t>& items() const { return items_; }
-  const std::vector<Scalar>& values() const { return values_; }
+  const Buffer<std::int32_t>& items() const { return items_; }
+  const Buffer<Scalar>& values() const { return values_; }
 
   // The input positions of the ratings in the order one epoch visits them: sub-epoch by
   // sub-epoch, blocks p = 0, 1, ... within each, and inside a block the lane order of
@@ -179,7 +146,7 @@ class BlockGrid {
       for (int p = 0; p < blocks_; ++p) {
         const std::int64_t b = block_id(p, (p + shift) % blocks_);
         visit_in_lane_order(row_begin_.data(), block_rows_[b], block_rows_[b + 1],
-                            [&](std::int64_t i) { visiting[next++] = positions_[i]; });
+                            [&](std::int64_t i) { visiting[next++] = positions_.data()[i]; });
       }
     return visiting;
   }
@@ -199,9 +166,9 @@ class BlockGrid {
       require(users_.group[r.users[k]] == user_group, "users[", k, "] = ", +r.users[k], " is in user group ",
               users_.group[r.users[k]], ", not in group ", user_group);
     sort_into_rows(r, false, threads);
-    count_ratings(threads);
+    count_user_ratings(threads);
     for (auto& user : row_user_) user = users_.member[user];
-    for (auto& item : items_) item = items_grouping_.member[item];
+    for (std::int64_t k = 0; k < items_.size(); ++k) items_.data()[k] = items_grouping_.member[items_.data()[k]];
   }
 
   // The same for a shard, which may hold no rating (a user group without ratings).
@@ -225,144 +192,38 @@ class BlockGrid {
   }
 
   // Bytes the grid needs at most while it is built: per user and per item its group, member
-  // number, place among the members and the permutation that drew them, and a count (8 bytes);
-  // per part of the counting sort a 4-byte position per row key; per rating an item index and
-  // a value (and an input position with keep_positions), and at most one row of 12 bytes.
+  // number, place among the members and the permutation that drew them, and a count (24 bytes);
+  // per rating an item index and a value (and an input position with keep_positions); the sort's
+  // own; and the blocks' offsets.
   static double footprint(std::int64_t size, std::int64_t n_users, std::int64_t n_items, int blocks, int threads,
                           bool keep_positions) {
-    const double keys = double(blocks) * double(n_users);
-    const double parts = std::max(1.0, std::min({double(std::max(threads, 1)), 4.0, std::floor(double(size) / keys)}));
-    return 24.0 * (double(n_users) + double(n_items)) + 4.0 * parts * keys +
-           double(size) * (4.0 + sizeof(Scalar) + (keep_positions ? 8.0 : 0.0) + 12.0) +
-           16.0 * (double(blocks) * blocks + 1);
+    return 24.0 * (double(n_users) + double(n_items)) +
+           double(size) * (4.0 + sizeof(Scalar) + (keep_positions ? 8.0 : 0.0)) +
+           RowSort<Scalar>::footprint(size, n_users, n_items, blocks, threads) + 16.0 * (double(blocks) * blocks + 1);
   }
 
-  // The row of every rating, as a sort key: block (p, q), then the user's member number m in
-  // group p, so that increasing keys give the blocks in order and, inside a block, the users in
-  // increasing index. Group p's keys are B begin[p] + q size[p] + m.
-  template <class Index, class Value>
-  std::int64_t row_key(const Coo<Index, Value>& r, std::int64_t k) const {
-    const std::int64_t n = r.users[k], p = users_.group[n];
-    return blocks_ * users_.begin[p] + items_grouping_.group[r.items[k]] * users_.size[p] + users_.member[n];
-  }
-
-  // The sort's pipeline (see sort_into_rows): how far ahead it looks, and its ring of row keys
-  // (a power of two >= lookahead).
-  static constexpr std::int64_t lookahead = 16, window = 32;
-
-  // The first stages for rating j of [.., end): the group tables of rating j + lookahead's user
-  // are asked for, and rating j's key is computed into key[j % window] and its counter asked for.
-  template <class Index, class Value>
-  void look_ahead(const Coo<Index, Value>& r, std::int64_t j, std::int64_t end, const std::uint32_t* counters,
-                  std::int64_t (&key)[window]) const {
-    if (j + lookahead < end) {
-      LATENTMF_PREFETCH(users_.group.data() + r.users[j + lookahead]);
-      LATENTMF_PREFETCH(users_.member.data() + r.users[j + lookahead]);
-    }
-    if (j < end) {
-      key[j % window] = row_key(r, j);
-      LATENTMF_PREFETCH(counters + key[j % window]);
-    }
-  }
-
-  // A counting sort of the ratings by row key, in two passes over the input (count, then place).
-  // The input comes in any order, so nearly every access of both passes (a user's group tables,
-  // the row's counter, the rating's new place) misses the cache. Each pass is therefore a
-  // pipeline over a window of ratings: rating k + 2 lookahead has its user's tables prefetched,
-  // k + lookahead its key computed and its counter prefetched, and (placing) k + lookahead / 2
-  // its counter advanced and its new place prefetched, while rating k is counted or written. Every
-  // counter still advances in input order, so the result is that of the plain loop.
   template <class Index, class Value>
   void sort_into_rows(const Coo<Index, Value>& r, bool keep_positions, int threads) {
-    const std::int64_t B = blocks_, keys = B * n_users_;
-    // Each part counts over all keys, so the parts are few: the result is the same for any number.
-    const std::int64_t parts = std::max<std::int64_t>(1, std::min<std::int64_t>({threads, 4, size_ / keys}));
-    const Chunks chunks = even_chunks(size_, 1, parts);
-    // next[c * keys + key]: where part c writes its next rating of that row.
-    auto next = allocate<std::uint32_t>(chunks.count() * keys, "the row counts");
-    parallel_for(chunks.count(), threads, [&](std::int64_t c) {
-      std::uint32_t* counts = next.data() + c * keys;
-      std::int64_t key[window];
-      const std::int64_t begin = chunks.begin(c), end = chunks.end(c);
-      for (std::int64_t j = begin; j < end + lookahead; ++j) {
-        look_ahead(r, j, end, counts, key);
-        if (j - lookahead >= begin) ++counts[key[(j - lookahead) % window]];
-      }
-    });
-    lay_out_rows(next, chunks.count());
-    items_ = allocate<std::int32_t>(size_, "the ratings in block order");
-    values_ = allocate<Scalar>(size_, "the ratings in block order");
-    if (keep_positions) positions_ = allocate<std::int64_t>(size_, "the input positions");
-    parallel_for(chunks.count(), threads, [&](std::int64_t c) {
-      std::uint32_t* positions = next.data() + c * keys;
-      std::int64_t key[window];
-      std::uint32_t place[window];
-      const std::int64_t begin = chunks.begin(c), end = chunks.end(c);
-      for (std::int64_t j = begin; j < end + lookahead; ++j) {
-        look_ahead(r, j, end, positions, key);
-        const std::int64_t advance = j - lookahead / 2, write = j - lookahead;
-        if (advance >= begin && advance < end) {
-          const std::uint32_t i = positions[key[advance % window]]++;
-          place[advance % window] = i;
-          LATENTMF_PREFETCH_WRITE(items_.data() + i);
-          LATENTMF_PREFETCH_WRITE(values_.data() + i);
-        }
-        if (write >= begin) {
-          const std::uint32_t i = place[write % window];
-          items_[i] = static_cast<std::int32_t>(r.items[write]);
-          values_[i] = static_cast<Scalar>(r.values[write]);
-          if (keep_positions) positions_[i] = write;
-        }
-      }
-    });
+    SortedRows<Scalar> sorted = RowSort<Scalar>::run(r, users_, items_grouping_, blocks_, keep_positions, threads);
+    items_ = std::move(sorted.items);
+    values_ = std::move(sorted.values);
+    positions_ = std::move(sorted.positions);
+    row_user_ = std::move(sorted.row_user);
+    row_begin_ = std::move(sorted.row_begin);
+    block_begin_ = std::move(sorted.block_begin);
+    block_rows_ = std::move(sorted.block_rows);
+    item_count_ = std::move(sorted.item_counts);
   }
 
-  // From the per-part counts of every row key: the blocks' and rows' offsets, each row's user,
-  // and in `next` where each part writes its first rating of each row.
-  void lay_out_rows(std::vector<std::uint32_t>& next, std::int64_t parts) {
-    const std::int64_t B = blocks_, keys = B * n_users_;
-    block_begin_.assign(static_cast<std::size_t>(B * B) + 1, 0);
-    block_rows_.assign(static_cast<std::size_t>(B * B) + 1, 0);
-    std::int64_t position = 0;
-    for (std::int64_t p = 0; p < B; ++p)
-      for (std::int64_t q = 0; q < B; ++q) {
-        block_begin_[p * B + q] = position;
-        block_rows_[p * B + q] = std::int64_t(row_user_.size());
-        for (std::int64_t m = 0; m < users_.size[p]; ++m) {
-          const std::int64_t key = B * users_.begin[p] + q * users_.size[p] + m;
-          const std::int64_t row_start = position;
-          for (std::int64_t c = 0; c < parts; ++c) {
-            const std::uint32_t count = next[c * keys + key];
-            next[c * keys + key] = static_cast<std::uint32_t>(position);
-            position += count;
-          }
-          if (position > row_start) {
-            row_user_.push_back(users_.members[users_.begin[p] + m]);
-            row_begin_.push_back(row_start);
-          }
-        }
-      }
-    block_begin_.back() = position;
-    block_rows_.back() = std::int64_t(row_user_.size());
-    row_begin_.push_back(position);
-  }
-
-  // Ratings per user and per item, from the grid itself: a user's ratings are all in its group's
-  // row of blocks, an item's in its group's column, so each group is counted by one thread.
-  void count_ratings(int threads) {
+  // Ratings per user, from the rows: a user's rows are all in its group's row of blocks, so each
+  // group is counted by one thread. (The sort counted the items.)
+  void count_user_ratings(int threads) {
     const int B = blocks_;
     user_count_ = allocate<std::int64_t>(n_users_, "rating counts");
-    item_count_ = allocate<std::int64_t>(n_items_, "rating counts");
     parallel_for(B, threads, [&](std::int64_t p) {
       for (int q = 0; q < B; ++q)
         for (std::int64_t row = block_rows_[block_id(int(p), q)]; row < block_rows_[block_id(int(p), q) + 1]; ++row)
           user_count_[row_user_[row]] += row_begin_[row + 1] - row_begin_[row];
-    });
-    parallel_for(B, threads, [&](std::int64_t q) {
-      for (int p = 0; p < B; ++p) {
-        const std::int64_t b = block_id(p, int(q));
-        for (std::int64_t k = block_begin_[b]; k < block_begin_[b + 1]; ++k) ++item_count_[items_[k]];
-      }
     });
   }
 
@@ -374,9 +235,9 @@ class BlockGrid {
   std::vector<std::int64_t> user_count_, item_count_, block_begin_, block_rows_;
   std::vector<std::int32_t> row_user_;
   std::vector<std::int64_t> row_begin_;
-  std::vector<std::int32_t> items_;
-  std::vector<Scalar> values_;
-  std::vector<std::int64_t> positions_;
+  Buffer<std::int32_t> items_;
+  Buffer<Scalar> values_;
+  Buffer<std::int64_t> positions_;
 };
 
 // The visiting order of one epoch of the grid the ratings would get (see BlockGrid::visiting_order).

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "blocks.hpp"
@@ -91,6 +92,19 @@ const Kernels<Scalar>& kernels(Isa isa) {
     return kernels_float(isa);
   else
     return kernels_double(isa);
+}
+
+// The level whose kernels the callers of active_kernels() run: best_isa() until a level is
+// selected. Selecting is safe while other threads run kernels (the level is an atomic that each
+// call reads once, so a call runs one level from start to end).
+Isa active_isa();
+// Runs `isa` from the next active_kernels() call on; throws InvalidArgument for a level this
+// build lacks or this CPU cannot run.
+void select_active_isa(Isa isa);
+
+template <class Scalar>
+const Kernels<Scalar>& active_kernels() {
+  return kernels<Scalar>(active_isa());
 }
 
 }  // namespace latentmf

@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <optional>
+#include <string>
 #include <vector>
 
 #ifdef _OPENMP
@@ -30,6 +32,33 @@ inline int available_threads() {
 #else
   return 1;
 #endif
+}
+
+// OMP_NUM_THREADS's value (a count, or "n,m,..." with one count per nesting level) with every count
+// above `limit` lowered to it; no value when no count is above `limit` or the value is no such list
+// (an OpenMP runtime then reads it as it is). The extension starts the OpenMP runtime with this
+// value when there is one (cpp/bindings/openmp.cpp says why).
+inline std::optional<std::string> bounded_thread_counts(const std::string& value, int limit) {
+  std::vector<std::string> entries;
+  std::size_t begin = 0;
+  for (std::size_t comma; (comma = value.find(',', begin)) != std::string::npos; begin = comma + 1)
+    entries.push_back(value.substr(begin, comma - begin));
+  entries.push_back(value.substr(begin));
+  std::string bounded;
+  bool lowered = false;
+  for (const std::string& entry : entries) {
+    const std::size_t first = entry.find_first_not_of(" \t"), last = entry.find_last_not_of(" \t");
+    if (first == std::string::npos) return std::nullopt;
+    const std::string count = entry.substr(first, last + 1 - first);
+    if (count.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
+    // Without its leading zeros, a count of more than 9 digits is above any limit an int holds.
+    const std::string digits = count.substr(std::min(count.find_first_not_of('0'), count.size() - 1));
+    const bool above = digits.size() > 9 || std::stoi(digits) > limit;
+    lowered = lowered || above;
+    bounded += (bounded.empty() ? "" : ",") + (above ? std::to_string(limit) : digits);
+  }
+  if (!lowered) return std::nullopt;
+  return bounded;
 }
 
 // 0 means "all available"; without OpenMP every request runs on one thread. Requests beyond the

@@ -29,6 +29,8 @@ from .report import DaskFitReport
 
 #: Seconds between checks that the workers of a fit are still there while it waits for results.
 POLL_SECONDS = 0.5
+#: Seconds a fit waits for a cluster without workers to have one.
+WORKER_WAIT = 30.0
 #: Epochs submitted ahead of the one being waited for: no barrier between epochs.
 AHEAD = 2
 
@@ -137,7 +139,12 @@ def _choose_workers(client: Client, workers: int | Sequence[str] | None, blocks:
     will do, up to the number asked for and B: the result does not depend on them."""
     available = sorted(client.scheduler_info(**all_workers(client))["workers"])
     if not available:
-        raise ValueError("the Dask cluster has no workers")
+        # A cluster still starting, or one whose workers a busy machine let miss a heartbeat.
+        try:
+            client.wait_for_workers(1, timeout=WORKER_WAIT)
+        except (TimeoutError, distributed.TimeoutError):
+            raise ValueError(f"the Dask cluster has no workers (waited {WORKER_WAIT:.0f} s for one)") from None
+        available = sorted(client.scheduler_info(**all_workers(client))["workers"])
     if not strict:
         count = workers if isinstance(workers, int) else len(available) if workers is None else len(workers)
         return available[:max(1, min(count, len(available), blocks))]

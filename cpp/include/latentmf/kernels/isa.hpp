@@ -23,3 +23,11 @@
 #else
 #define LATENTMF_OMP_SIMD(...)
 #endif
+
+// Inlines every call in the function so marked, recursively: for loops whose body is too large
+// for the compiler's own inlining limits but must become one piece of straight code.
+#if defined(__GNUC__) || defined(__clang__)
+#define LATENTMF_FLATTEN __attribute__((flatten))
+#else
+#define LATENTMF_FLATTEN
+#endif

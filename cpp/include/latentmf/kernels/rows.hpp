@@ -1,6 +1,6 @@
 // The row solver (see ../rows.hpp for the problem): one system per row, solved exactly (Cholesky,
-// spd.hpp) or by a few steps of conjugate gradient, rows in parallel; and the two routines built
-// on the same arithmetic, the Gramian Y^T Y and the iALS objective over all entries.
+// spd.hpp) or by a few steps of conjugate gradient, rows in parallel. The sums over all rows it
+// shares (the Gramian) are in gramian.hpp.
 //
 // Rows are independent: each is computed by one thread from inputs no other row writes, in an
 // order fixed by the row's data, so the results are the same bits for any thread count and any
@@ -18,6 +18,7 @@
 #include "../memory.hpp"
 #include "../parallel.hpp"
 #include "../rows.hpp"
+#include "gramian.hpp"
 #include "isa.hpp"
 #include "spd.hpp"
 #include "vector.hpp"
@@ -27,13 +28,13 @@ namespace LATENTMF_ISA {
 
 // Entries ahead of the current one whose rows of Y are prefetched while gathering (rows of Y are
 // read at random).
-constexpr std::int64_t prefetch_entries = 8;
+constexpr std::int64_t prefetch_entries = 16;
 // Bytes of gathered rows that one step of the exact path accumulates (w_j y_j and y_j): the
 // product tiles pass over them once per tile, so they should stay in L1.
 constexpr std::int64_t exact_chunk_bytes = 32 * 1024;
 // Bytes of gathered rows that conjugate gradient keeps for one row: its steps then read them
-// contiguously from L2 instead of gathering them from Y again. Longer rows are gathered again at
-// every step, a chunk of this size at a time.
+// contiguously from L2 instead of gathering them from Y again. Longer rows form A instead (see
+// conjugate_gradient()).
 constexpr std::int64_t cg_chunk_bytes = 256 * 1024;
 
 // P and h as the solver reads them: P's F x F block padded to D x D (rows of stride D), its bias
@@ -49,19 +50,24 @@ struct SharedTerms {
 template <class Scalar>
 struct RowScratch {
   std::vector<Scalar> system, diagonal, inverse_diagonal, x, y, b, a, p, q, r, product;
-  std::vector<Scalar> gathered, weighted, weights, targets;
+  std::vector<Scalar> gathered, weights, targets, left, right;
   std::int64_t least_norm_rows = 0;
   bool fallback_failed = false;
 
-  RowScratch(std::int64_t D, std::int64_t stride, std::int64_t capacity)
+  RowScratch(std::int64_t D, std::int64_t stride, std::int64_t cg_capacity, std::int64_t exact_capacity)
       : system(D * stride), diagonal(D), inverse_diagonal(D), x(D), y(D), b(D), a(D), p(D), q(D), r(D), product(D),
-        gathered(capacity * D), weighted(capacity * D), weights(capacity), targets(capacity) {}
+        gathered(cg_capacity * D), weights(cg_capacity), targets(cg_capacity), left(exact_capacity * D),
+        right(exact_capacity * D) {}
 };
 
-// Gathered rows that fit in `bytes`, at least one tile.
+// Entries whose gathered rows fit in the bytes above, at least one tile's worth.
 template <class Scalar>
-std::int64_t chunk_entries(std::int64_t bytes, std::int64_t D) {
-  return std::max<std::int64_t>(tile_rows, bytes / (D * std::int64_t(sizeof(Scalar))));
+std::int64_t cg_entries(std::int64_t D) {
+  return std::max<std::int64_t>(tile_rows, cg_chunk_bytes / (D * std::int64_t(sizeof(Scalar))));
+}
+template <class Scalar>
+std::int64_t exact_entries(std::int64_t D) {
+  return std::max<std::int64_t>(tile_rows, exact_chunk_bytes / (2 * D * std::int64_t(sizeof(Scalar))));
 }
 
 // Solves the rows of one call; D is the padded order of the F x F block (FixedD when a compile-time
@@ -72,8 +78,7 @@ class RowSolver {
   RowSolver(const RowSolve<Scalar>& s, const SharedTerms<Scalar>& shared, const Scalar* lambda, RowScratch<Scalar>& w)
       : s_(s), shared_(shared), lambda_(lambda), w_(w), F_(s.n_factors), D_(order<FixedD>(padded_order<Scalar>(F_))),
         S_(system_stride<FixedD, Scalar>(D_)), bias_(s.bias != nullptr),
-        exact_capacity_(chunk_entries<Scalar>(exact_chunk_bytes / 2, D_)),
-        cg_capacity_(chunk_entries<Scalar>(cg_chunk_bytes, D_)) {}
+        exact_capacity_(exact_entries<Scalar>(D_)), cg_capacity_(cg_entries<Scalar>(D_)) {}
 
   void solve(std::int64_t n) {
     const bool exact_method = s_.method == RowMethod::exact || s_.rows.count(n) == 0 || structurally_singular(n);
@@ -92,19 +97,83 @@ class RowSolver {
     return !shared_.has_matrix && lambda_[n] == 0 && s_.rows.count(n) < s_.order();
   }
 
-  // Copies y_j, w_j and t_j of the entries [begin, end) into rows 0 .. end - begin of the scratch
-  // (rows of D, zero beyond F: the padding is never written).
-  void gather(std::int64_t begin, std::int64_t end) {
-    const auto& r = s_.rows;
-    const std::int64_t limit = r.size();
-    for (std::int64_t k = begin; k < end; ++k) {
-      if (k + prefetch_entries < limit) prefetch_row(s_.Y + std::int64_t(r.cols[k + prefetch_entries]) * F_, F_);
-      const std::int32_t j = r.cols[k];
-      std::memcpy(w_.gathered.data() + (k - begin) * D_, s_.Y + std::int64_t(j) * F_, sizeof(Scalar) * F_);
-      const Scalar weight = s_.entries.weight(r.values[k]);
-      w_.weights[k - begin] = weight;
-      w_.targets[k - begin] = s_.entries.target(r.values[k], weight, s_.offset(j));
+  // y_j's F values into dst: whole packs when F is a compile-time multiple of them (a call to
+  // memcpy per entry showed in profiles), else memcpy.
+  void copy_row(Scalar* LATENTMF_RESTRICT dst, std::int32_t j) const {
+    const Scalar* src = s_.Y + std::int64_t(j) * F_;
+    if constexpr (FixedD > 0) {
+      for (std::int64_t c = 0; c < FixedD; c += pack_width<Scalar>) store_pack(dst + c, load_pack(src + c));
+    } else {
+      std::memcpy(dst, src, sizeof(Scalar) * F_);
     }
+  }
+
+  // visit(k - begin, j, w_j, t_j) for the entries k in [begin, end), prefetching the rows of Y
+  // prefetch_entries ahead. The prefetch is written out in this loop: in a function of its own,
+  // whose only effect is the prefetch, GCC takes it as pure and removes its calls.
+  template <class Visit>
+  void for_entries(std::int64_t begin, std::int64_t end, Visit&& visit) {
+    const auto& r = s_.rows;
+    const std::int64_t limit = r.size(), row_bytes = F_ * std::int64_t(sizeof(Scalar));
+    for (std::int64_t k = begin; k < end; ++k) {
+      if (k + prefetch_entries < limit) {
+        const char* ahead = reinterpret_cast<const char*>(s_.Y + std::int64_t(r.cols[k + prefetch_entries]) * F_);
+        for (std::int64_t offset = 0; offset < row_bytes; offset += 64) LATENTMF_PREFETCH(ahead + offset);
+      }
+      const std::int32_t j = r.cols[k];
+      const Scalar weight = s_.entries.weight(r.values[k]);
+      visit(k - begin, j, weight, s_.entries.target(r.values[k], weight, s_.offset(j)));
+    }
+  }
+
+  // For conjugate gradient: y_j, w_j and t_j of the entries [begin, end) into rows 0 .. end - begin
+  // of `gathered` (rows of D, zero beyond F: the padding is never written).
+  void gather(std::int64_t begin, std::int64_t end) {
+    for_entries(begin, end, [&](std::int64_t k, std::int32_t j, Scalar weight, Scalar target) {
+      copy_row(w_.gathered.data() + k * D_, j);
+      w_.weights[k] = weight;
+      w_.targets[k] = target;
+    });
+  }
+
+  // For the exact path: the rows that product tiles turn into sum_j w_j y_j y_j^T, for the entries
+  // [begin, end): left_j = y_j and right_j = w_j y_j (rows of D); b += sum_j t_j y_j and the border
+  // a += sum_j w_j y_j, alpha_ += sum_j w_j and beta_ += sum_j t_j. b and a are summed in registers
+  // over the chunk when D is a compile-time constant (through memory every entry would wait on the
+  // one before).
+  void gather_products(std::int64_t begin, std::int64_t end, Scalar* LATENTMF_RESTRICT b, Scalar* LATENTMF_RESTRICT a) {
+    constexpr int W = pack_width<Scalar>;
+    constexpr bool in_registers = FixedD > 0 && FixedD / W <= 8;
+    constexpr int K = in_registers ? FixedD / W : 1;
+    Pack<Scalar> b_sum[K], a_sum[K];
+    for (int c = 0; c < K; ++c) b_sum[c] = a_sum[c] = Pack<Scalar>{};
+    for_entries(begin, end, [&](std::int64_t k, std::int32_t j, Scalar weight, Scalar target) {
+      Scalar* left = w_.left.data() + k * D_;
+      Scalar* right = w_.right.data() + k * D_;
+      copy_row(left, j);
+      if constexpr (in_registers) {
+        for (int c = 0; c < K; ++c) {
+          const Pack<Scalar> y = load_pack(left + c * W), wy = weight * y;
+          store_pack(right + c * W, wy);
+          b_sum[c] += target * y;
+          a_sum[c] += wy;
+        }
+      } else {
+        for (std::int64_t c = 0; c < D_; c += W) {
+          const Pack<Scalar> y = load_pack(left + c), wy = weight * y;
+          store_pack(right + c, wy);
+          store_pack(b + c, load_pack(b + c) + target * y);
+          store_pack(a + c, load_pack(a + c) + wy);
+        }
+      }
+      alpha_ += weight;
+      beta_ += target;
+    });
+    if constexpr (in_registers)
+      for (int c = 0; c < K; ++c) {
+        store_pack(b + c * W, load_pack(b + c * W) + b_sum[c]);
+        store_pack(a + c * W, load_pack(a + c * W) + a_sum[c]);
+      }
   }
 
   // The system of row n in the scratch: A's F x F block (padded with the identity) in `system`
@@ -115,9 +184,13 @@ class RowSolver {
     Scalar* A = w_.system.data();
     for (std::int64_t i = 0; i < D_; ++i) {
       Scalar* row = A + i * S_;
+      // The tiles add to the packs from the one holding their first row's diagonal.
       const std::int64_t first = pack_of<Scalar>(i - i % tile_rows) * W;
-      std::fill(row + first, row + S_, Scalar(0));
-      if (shared_.has_matrix) std::copy(shared_.matrix.data() + i * D_ + first, shared_.matrix.data() + (i + 1) * D_, row + first);
+      if (shared_.has_matrix)
+        std::copy(shared_.matrix.data() + i * D_ + first, shared_.matrix.data() + (i + 1) * D_, row + first);
+      else
+        std::fill(row + first, row + D_, Scalar(0));
+      std::fill(row + D_, row + S_, Scalar(0));
     }
     for (std::int64_t i = F_; i < D_; ++i) A[i * S_ + i] = 1;
     Scalar* b = w_.b.data();
@@ -128,22 +201,9 @@ class RowSolver {
     beta_ = shared_.vector_bias;
     const auto& r = s_.rows;
     for (std::int64_t begin = r.offsets[n]; begin < r.offsets[n + 1]; begin += exact_capacity_) {
-      const std::int64_t end = std::min(begin + exact_capacity_, r.offsets[n + 1]), count = end - begin;
-      gather(begin, end);
-      for (std::int64_t k = 0; k < count; ++k) {
-        const Scalar w = w_.weights[k], t = w_.targets[k];
-        const Scalar* y = w_.gathered.data() + k * D_;
-        Scalar* wy = w_.weighted.data() + k * D_;
-        for (std::int64_t c = 0; c < D_; c += W) {
-          const Pack<Scalar> yc = load_pack(y + c), wyc = w * yc;
-          store_pack(wy + c, wyc);
-          store_pack(b + c, load_pack(b + c) + t * yc);
-          if (bias_) store_pack(a + c, load_pack(a + c) + wyc);
-        }
-        alpha_ += w;
-        beta_ += t;
-      }
-      add_products<FixedD>(A, S_, w_.weighted.data(), w_.gathered.data(), count, D_);
+      const std::int64_t end = std::min(begin + exact_capacity_, r.offsets[n + 1]);
+      gather_products(begin, end, b, a);
+      add_products<FixedD>(A, S_, w_.left.data(), w_.right.data(), end - begin, D_);
     }
     const Scalar lambda = lambda_[n];
     for (std::int64_t i = 0; i < F_; ++i) A[i * S_ + i] += lambda;
@@ -229,44 +289,60 @@ class RowSolver {
 
   // One pass over the entries of row n for conjugate gradient: with d_j = y~_j . [v, v_bias],
   // out += sum_j c_j y_j and out_bias += sum_j c_j for c_j = coefficient(w_j, t_j, d_j). The first
-  // pass gathers the row; later ones reuse it when it fits in the scratch, else gather it again.
+  // pass gathers the row, later ones reuse it (conjugate_gradient() takes this path only for rows
+  // that fit in the scratch).
   template <class Coefficient>
   void entry_pass(std::int64_t n, bool first, const Scalar* v, Scalar v_bias, Scalar* out, Scalar& out_bias,
                   Coefficient&& coefficient) {
-    constexpr int W = pack_width<Scalar>;
     const auto& r = s_.rows;
-    const bool kept = r.count(n) <= cg_capacity_;
-    for (std::int64_t begin = r.offsets[n]; begin < r.offsets[n + 1]; begin += cg_capacity_) {
-      const std::int64_t end = std::min(begin + cg_capacity_, r.offsets[n + 1]), count = end - begin;
-      if (first || !kept) gather(begin, end);
-      constexpr int batch = 8;
-      std::int64_t k = 0;
+    if (first) gather(r.offsets[n], r.offsets[n + 1]);
+    const std::int64_t count = r.count(n);
 #ifdef LATENTMF_HAVE_VECTORS
-      // Eight dot products at a time share one reduction.
+    constexpr int W = pack_width<Scalar>;
+    if constexpr (FixedD > 0 && FixedD / W <= 8) {
+      // The sums stay in registers, in two sets that take the entries in turn (each entry's
+      // multiply-adds then wait on the one before last, not on the last); eight dot products share
+      // one reduction.
+      constexpr int K = FixedD / W, batch = 8;
+      Pack<Scalar> vv[K], sum[2][K];
+      for (int c = 0; c < K; ++c) {
+        vv[c] = load_pack(v + c * W);
+        sum[0][c] = sum[1][c] = Pack<Scalar>{};
+      }
+      Scalar sum_bias = 0;
+      auto add = [&](int set, const Scalar* y, Scalar c_j) {
+        for (int c = 0; c < K; ++c) sum[set][c] += c_j * load_pack(y + c * W);
+        sum_bias += c_j;
+      };
+      std::int64_t k = 0;
       for (; k + batch <= count; k += batch) {
-        Pack<Scalar> sums[batch];
+        Pack<Scalar> products[batch];
         for (int i = 0; i < batch; ++i) {
           const Scalar* y = w_.gathered.data() + (k + i) * D_;
-          Pack<Scalar> sum = load_pack(y) * load_pack(v);
-          for (std::int64_t c = W; c < D_; c += W) sum += load_pack(y + c) * load_pack(v + c);
-          sums[i] = sum;
+          products[i] = load_pack(y) * vv[0];
+          for (int c = 1; c < K; ++c) products[i] += load_pack(y + c * W) * vv[c];
         }
         Scalar dots[batch];
-        horizontal_sums<batch, Scalar>(sums, dots);
-        for (int i = 0; i < batch; ++i) add_entry(k + i, coefficient(w_.weights[k + i], w_.targets[k + i], dots[i] + v_bias), out, out_bias);
+        horizontal_sums<batch, Scalar>(products, dots);
+        for (int i = 0; i < batch; ++i)
+          add(i & 1, w_.gathered.data() + (k + i) * D_,
+              coefficient(w_.weights[k + i], w_.targets[k + i], dots[i] + v_bias));
       }
-#endif
       for (; k < count; ++k) {
         const Scalar d = padded_dot<FixedD>(w_.gathered.data() + k * D_, v, D_) + v_bias;
-        add_entry(k, coefficient(w_.weights[k], w_.targets[k], d), out, out_bias);
+        add(int(k & 1), w_.gathered.data() + k * D_, coefficient(w_.weights[k], w_.targets[k], d));
       }
+      for (int c = 0; c < K; ++c) store_pack(out + c * W, load_pack(out + c * W) + sum[0][c] + sum[1][c]);
+      if (bias_) out_bias += sum_bias;
+      return;
     }
-  }
-
-  // out += c y_j, and out_bias += c with a bias column (without one the bias parts stay 0).
-  void add_entry(std::int64_t k, Scalar c, Scalar* out, Scalar& out_bias) {
-    padded_axpy<FixedD>(c, w_.gathered.data() + k * D_, out, D_);
-    if (bias_) out_bias += c;
+#endif
+    for (std::int64_t k = 0; k < count; ++k) {
+      const Scalar d = padded_dot<FixedD>(w_.gathered.data() + k * D_, v, D_) + v_bias;
+      const Scalar c_j = coefficient(w_.weights[k], w_.targets[k], d);
+      padded_axpy<FixedD>(c_j, w_.gathered.data() + k * D_, out, D_);
+      if (bias_) out_bias += c_j;
+    }
   }
 
   // out (+)= (P + lambda I) v in the bordered form: [P v + border v_bias + lambda v,
@@ -275,7 +351,7 @@ class RowSolver {
     Scalar* tmp = w_.product.data();
     Scalar tmp_bias = lambda_[n] * v_bias;
     if (shared_.has_matrix) {
-      symmetric_product<FixedD>(shared_.matrix.data(), v, tmp, D_);
+      symmetric_product<FixedD>(shared_.matrix.data(), D_, v, tmp, D_);
       if (bias_) {
         padded_axpy<FixedD>(v_bias, shared_.border.data(), tmp, D_);
         tmp_bias += padded_dot<FixedD>(shared_.border.data(), v, D_) + shared_.corner * v_bias;
@@ -288,30 +364,67 @@ class RowSolver {
     out_bias += add ? tmp_bias : -tmp_bias;
   }
 
-  // cg_steps steps of conjugate gradient on A x = b from the current x_n, A applied as
-  // P p + lambda p + sum_j w_j (y~_j . p) y~_j without forming it. Stops early, keeping the iterate,
-  // when the residual is 0 or p^T A p is not positive (A singular along p): no step divides by 0.
+  // cg_steps steps of conjugate gradient on A x = b from the current x_n. A row whose entries fit
+  // in the scratch is gathered once and A applied as P p + lambda p + sum_j w_j (y~_j . p) y~_j,
+  // never formed. A longer row would be gathered from Y again at every step (cg_steps + 1 passes of
+  // random reads); forming A once costs less, and the steps then apply it as a dense matrix: the
+  // same iterates, rounded differently.
   void conjugate_gradient(std::int64_t n) {
     Scalar* x = w_.x.data();
-    Scalar* r = w_.r.data();
-    Scalar* p = w_.p.data();
-    Scalar* q = w_.q.data();
     std::fill(x, x + D_, Scalar(0));
     std::copy(s_.X + n * F_, s_.X + (n + 1) * F_, x);
     Scalar x_bias = bias_ ? s_.bias[n] : Scalar(0);
-    // r = b - A x
-    std::copy(shared_.vector.begin(), shared_.vector.end(), r);
-    Scalar r_bias = shared_.vector_bias;
-    entry_pass(n, true, x, x_bias, r, r_bias, [](Scalar w, Scalar t, Scalar d) { return t - w * d; });
-    add_shared_product(n, x, x_bias, r, r_bias, false);
+    Scalar* r = w_.r.data();
+    Scalar r_bias = 0;
+    if (s_.rows.count(n) <= cg_capacity_) {
+      // r = b - A x
+      std::copy(shared_.vector.begin(), shared_.vector.end(), r);
+      r_bias = shared_.vector_bias;
+      entry_pass(n, true, x, x_bias, r, r_bias, [](Scalar w, Scalar t, Scalar d) { return t - w * d; });
+      add_shared_product(n, x, x_bias, r, r_bias, false);
+      iterate(x, x_bias, r, r_bias, [&](const Scalar* p, Scalar p_bias, Scalar* q, Scalar& q_bias) {
+        std::fill(q, q + D_, Scalar(0));
+        q_bias = 0;
+        entry_pass(n, false, p, p_bias, q, q_bias, [](Scalar w, Scalar, Scalar d) { return w * d; });
+        add_shared_product(n, p, p_bias, q, q_bias, true);
+      });
+    } else {
+      form(n);
+      Scalar* A = w_.system.data();
+      const Scalar* a = w_.a.data();
+      const Scalar* b = w_.b.data();
+      for (std::int64_t i = 0; i < D_; ++i)
+        for (std::int64_t j = 0; j < i; ++j) A[i * S_ + j] = A[j * S_ + i];
+      // q~ = A~ p~ = [A p + a p_bias, a . p + alpha p_bias]
+      auto apply = [&](const Scalar* p, Scalar p_bias, Scalar* q, Scalar& q_bias) {
+        symmetric_product<FixedD>(A, S_, p, q, D_);
+        q_bias = 0;
+        if (bias_) {
+          padded_axpy<FixedD>(p_bias, a, q, D_);
+          q_bias = padded_dot<FixedD>(a, p, D_) + alpha_ * p_bias;
+        }
+      };
+      apply(x, x_bias, r, r_bias);
+      for (std::int64_t i = 0; i < D_; ++i) r[i] = b[i] - r[i];
+      r_bias = bias_ ? beta_ - r_bias : Scalar(0);
+      iterate(x, x_bias, r, r_bias, apply);
+    }
+    write(n, x, x_bias);
+  }
+
+  // The steps of conjugate gradient from x with its residual r = b - A x, where apply(p, p_bias, q,
+  // q_bias) sets q~ = A~ p~. Stops early, keeping the iterate, when the residual is 0 or p^T A p is
+  // not positive (A singular along p): no step divides by 0.
+  template <class Apply>
+  void iterate(Scalar* x, Scalar& x_bias, Scalar* r, Scalar& r_bias, Apply&& apply) {
+    Scalar* p = w_.p.data();
+    Scalar* q = w_.q.data();
     std::copy(r, r + D_, p);
     Scalar p_bias = r_bias;
     Scalar rr = padded_dot<FixedD>(r, r, D_) + r_bias * r_bias;
     for (int step = 0; step < s_.cg_steps && rr > 0; ++step) {
-      std::fill(q, q + D_, Scalar(0));
       Scalar q_bias = 0;
-      entry_pass(n, false, p, p_bias, q, q_bias, [](Scalar w, Scalar, Scalar d) { return w * d; });
-      add_shared_product(n, p, p_bias, q, q_bias, true);
+      apply(p, p_bias, q, q_bias);
       const Scalar pq = padded_dot<FixedD>(p, q, D_) + p_bias * q_bias;
       if (!(pq > 0)) break;
       const Scalar step_size = rr / pq;
@@ -325,7 +438,6 @@ class RowSolver {
       p_bias = r_bias + ratio * p_bias;
       rr = rr_next;
     }
-    write(n, x, x_bias);
   }
 
   const RowSolve<Scalar>& s_;
@@ -337,37 +449,6 @@ class RowSolver {
   const std::int64_t exact_capacity_, cg_capacity_;
   Scalar alpha_ = 0, beta_ = 0;
 };
-
-// G = Z^T Z (M x M, M = F + E, row-major, in double) for Z = [Y C] with Y n x F and C n x E
-// (row-major; E may be 0 and C null). Fixed chunks of rows, each summed by one thread in double
-// through the product tiles, are added in chunk order: the same bits for any thread count.
-template <class Scalar>
-void gramian(const Scalar* Y, const Scalar* C, std::int64_t n, std::int64_t F, std::int64_t E, double* out,
-             int threads) {
-  const std::int64_t M = F + E, D = padded_order<double>(M);
-  constexpr std::int64_t step = 32;
-  const Chunks chunks = even_chunks(n, 1024, 64);
-  std::vector<double> partial = allocate<double>(std::max<std::int64_t>(chunks.count(), 1) * D * D, "the partial Gramians");
-  std::vector<std::vector<double>> rows(static_cast<std::size_t>(threads), std::vector<double>(step * D));
-  parallel_for(chunks.count(), threads, [&](std::int64_t c) {
-    double* buffer = rows[thread_number()].data();
-    double* G = partial.data() + c * D * D;
-    for (std::int64_t begin = chunks.begin(c); begin < chunks.end(c); begin += step) {
-      const std::int64_t count = std::min(step, chunks.end(c) - begin);
-      for (std::int64_t i = 0; i < count; ++i) {
-        for (std::int64_t f = 0; f < F; ++f) buffer[i * D + f] = double(Y[(begin + i) * F + f]);
-        for (std::int64_t e = 0; e < E; ++e) buffer[i * D + F + e] = double(C[(begin + i) * E + e]);
-      }
-      add_products<0>(G, D, buffer, buffer, count, D);
-    }
-  });
-  for (std::int64_t i = 0; i < M; ++i)
-    for (std::int64_t j = i; j < M; ++j) {
-      double sum = 0;
-      for (std::int64_t c = 0; c < chunks.count(); ++c) sum += partial[c * D * D + i * D + j];
-      out[i * M + j] = out[j * M + i] = sum;
-    }
-}
 
 // P and h for the solver: as given, or the rule's own when null (see RowSolve). For implicit
 // feedback the own terms are the sums over all rows of Y, P = Y~^T Y~ and h = -Y~^T o, read off
@@ -441,11 +522,11 @@ std::int64_t solve_rows(const RowSolve<Scalar>& s, int threads) {
   const std::vector<Scalar> lambda = row_regularization(s.rows, s.entries, s.regularization, threads);
   const SharedTerms<Scalar> shared = shared_terms(s, threads);
   const std::int64_t F = s.n_factors, D = padded_order<Scalar>(F);
-  const std::int64_t capacity = std::max(chunk_entries<Scalar>(cg_chunk_bytes, D), chunk_entries<Scalar>(exact_chunk_bytes / 2, D));
-  check_available(double(threads) * double(D * (D + 2 * pack_width<Scalar>) + 2 * capacity * D) * sizeof(Scalar),
+  const std::int64_t stride = system_stride<0, Scalar>(D), cg = cg_entries<Scalar>(D), exact = exact_entries<Scalar>(D);
+  check_available(double(threads) * double(D * stride + cg * D + 2 * exact * D) * sizeof(Scalar),
                   "the row solver's scratch");
   std::vector<RowScratch<Scalar>> scratch;
-  for (int t = 0; t < threads; ++t) scratch.emplace_back(D, D + (rhs_columns + pack_width<Scalar> - 1) / pack_width<Scalar> * pack_width<Scalar>, capacity);
+  for (int t = 0; t < threads; ++t) scratch.emplace_back(D, stride, cg, exact);
   const Chunks chunks = solver_chunks(s.rows, s.method == RowMethod::exact ? D / 3 : s.cg_steps * D / 8);
   with_width(F, [&](auto fixed) {
     constexpr int FixedF = decltype(fixed)::value;
@@ -461,88 +542,6 @@ std::int64_t solve_rows(const RowSolve<Scalar>& s, int threads) {
     least_norm_rows += w.least_norm_rows;
   }
   return least_norm_rows;
-}
-
-// sum_n lambda_n (|x_n|^2 + bias_n^2) in fixed chunks added in order.
-template <class Scalar>
-double weighted_squared_norms(const Scalar* X, const Scalar* bias, const Scalar* lambda, std::int64_t n_rows,
-                              std::int64_t F, int threads) {
-  return with_width(F, [&](auto fixed) {
-    constexpr int FixedF = decltype(fixed)::value;
-    return deterministic_sum(even_chunks(n_rows), threads, [&](std::int64_t begin, std::int64_t end) {
-      double sum = 0;
-      for (std::int64_t n = begin; n < end; ++n) {
-        const double b = bias ? double(bias[n]) : 0.0;
-        sum += double(lambda[n]) * (double(squared_norm<FixedF>(X + n * F, F)) + b * b);
-      }
-      return sum;
-    });
-  });
-}
-
-// <U~^T U~, V~^T V~> from the two Gramians.
-template <class Scalar>
-double all_entries_term(const Factors<Scalar>& f, const Biases<Scalar>& b, int threads) {
-  const std::int64_t F = f.n_factors, E = b.enabled() ? 2 : 0, M = F + E;
-  std::vector<Scalar> user_columns = allocate<Scalar>(f.n_users * E, "the bias columns"),
-                      item_columns = allocate<Scalar>(f.n_items * E, "the bias columns");
-  if (b.enabled()) {
-    for (std::int64_t n = 0; n < f.n_users; ++n) user_columns[2 * n] = b.user[n], user_columns[2 * n + 1] = 1;
-    for (std::int64_t m = 0; m < f.n_items; ++m) item_columns[2 * m] = 1, item_columns[2 * m + 1] = b.item[m] + b.global_mean;
-  }
-  std::vector<double> G_user(M * M), G_item(M * M);
-  gramian(f.U, E ? user_columns.data() : nullptr, f.n_users, F, E, G_user.data(), threads);
-  gramian(f.V, E ? item_columns.data() : nullptr, f.n_items, F, E, G_item.data(), threads);
-  double sum = 0;
-  for (std::int64_t k = 0; k < M * M; ++k) sum += G_user[k] * G_item[k];
-  return sum;
-}
-
-// The iALS objective (Hu, Koren and Volinsky 2008) over all n_users x n_items entries, in three parts:
-// L = sum_(n,m) c_nm (p_nm - r_hat_nm)^2 + sum_n lambda_n |u~_n|^2 + sum_m lambda_m |v~_m|^2
-// (p = 1 and c = 1 + w on an observed entry, p = 0 and c = 1 elsewhere), taken without visiting the
-// unobserved entries: all_entries = sum over all (n, m) of r_hat^2 = <U~^T U~, V~^T V~>, observed =
-// sum over the observed of c (1 - r_hat)^2 - r_hat^2, penalty = the two regularization sums.
-// With biases r_hat = mu + b_n + c_m + u_n . v_m, which is u~_n . v~_m for u~ = [u, b, 1] and
-// v~ = [v, 1, c + mu]; the penalty charges b_n^2 and c_m^2 with the factors.
-// Takes the ratings by user and by item (the same ratings in both orderings), the rule's
-// confidence, and the regularization of each side.
-template <class Scalar>
-ImplicitObjective implicit_objective(const RowEntries<Scalar>& by_user, const RowEntries<Scalar>& by_item,
-                                     const Entries<Scalar>& e, const Factors<Scalar>& f, const Biases<Scalar>& b,
-                                     const RowRegularization<Scalar>& user_regularization,
-                                     const RowRegularization<Scalar>& item_regularization, int threads) {
-  require(e.rule == EntryRule::implicit_feedback, "the iALS objective needs the implicit feedback rule");
-  check_entry_rule(e);
-  check_row_entries(by_user, e, threads);
-  check_row_entries(by_item, e, threads);
-  require(by_user.n_rows == f.n_users && by_user.n_cols == f.n_items && by_item.n_rows == f.n_items &&
-              by_item.n_cols == f.n_users && by_item.size() == by_user.size(),
-          "U and V have ", f.n_users, " and ", f.n_items, " rows but the ratings have n_users=", by_user.n_rows,
-          ", n_items=", by_user.n_cols);
-  const std::vector<Scalar> user_lambda = row_regularization(by_user, e, user_regularization, threads);
-  const std::vector<Scalar> item_lambda = row_regularization(by_item, e, item_regularization, threads);
-  ImplicitObjective out;
-  out.all_entries = all_entries_term(f, b, threads);
-  out.penalty = weighted_squared_norms(f.U, b.user, user_lambda.data(), f.n_users, f.n_factors, threads) +
-                weighted_squared_norms(f.V, b.item, item_lambda.data(), f.n_items, f.n_factors, threads);
-  const std::vector<std::int64_t> offsets(by_user.offsets, by_user.offsets + by_user.n_rows + 1);
-  out.observed = with_width(f.n_factors, [&](auto fixed) {
-    constexpr int FixedF = decltype(fixed)::value;
-    const std::int64_t F = f.n_factors;
-    return deterministic_sum(balanced_chunks(offsets), threads, [&](std::int64_t begin, std::int64_t end) {
-      double sum = 0;
-      for (std::int64_t n = begin; n < end; ++n)
-        for (std::int64_t k = by_user.offsets[n]; k < by_user.offsets[n + 1]; ++k) {
-          const std::int64_t m = by_user.cols[k];
-          const double r_hat = double(b.offset(n, m)) + double(dot<FixedF>(f.U + n * F, f.V + m * F, F));
-          const double c = 1.0 + double(e.weight(by_user.values[k]));
-          sum += c * (1.0 - r_hat) * (1.0 - r_hat) - r_hat * r_hat;
-        }
-      return sum;
-    });
-  });
-  return out;
 }
 
 }  // namespace LATENTMF_ISA

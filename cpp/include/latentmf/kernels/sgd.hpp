@@ -19,6 +19,8 @@
 #include <cmath>
 #include <cstdint>
 #include <numeric>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "../blocks.hpp"
@@ -65,18 +67,19 @@ struct GroupSums {
 };
 
 #ifdef LATENTMF_HAVE_VECTORS
-// The rows u and v of one update, F = FixedF a multiple of the vector width: both loaded once as
-// K vectors each (the step's stores would otherwise make the compiler load them again, as it
-// cannot tell that u and v never overlap). Group 0 is the leading vectors, group 1 the rest.
+// The rows u and v of one update, F = FixedF a multiple of the vector width, as K vectors each:
+// u a copy that the caller gives and takes back (UserVectors), v loaded here once (the step's
+// stores would otherwise make the compiler load it again, as it cannot tell that u and v never
+// overlap). Group 0 is the leading vectors, group 1 the rest.
 template <int FixedF, class Scalar>
 class VectorRows {
  public:
   static constexpr int W = vector_width<Scalar>, K = FixedF / W, lead_vectors = std::min<int>(K, lead_factors / W);
   static constexpr bool has_rest() { return K > lead_vectors; }
 
-  VectorRows(Scalar* u, Scalar* v) : u_(u), v_(v) {
+  VectorRows(const Vector<Scalar> (&x)[K], Scalar* v) : v_(v) {
     for (int k = 0; k < K; ++k) {
-      x_[k] = load(u + k * W);
+      x_[k] = x[k];
       y_[k] = load(v + k * W);
     }
   }
@@ -108,22 +111,24 @@ class VectorRows {
   }
 
   // u <- u + eta_u (e v - lambda u), v <- v + eta_v (e u - lambda v) on one group, both from the
-  // values before the update.
-  void step(int group, Scalar e, Scalar eta_u, Scalar eta_v, Scalar lambda) const {
+  // values before the update: u in this copy, v stored.
+  void step(int group, Scalar e, Scalar eta_u, Scalar eta_v, Scalar lambda) {
     for (int k = group == 0 ? 0 : lead_vectors; k < (group == 0 ? lead_vectors : K); ++k) {
-      store(u_ + k * W, x_[k] + eta_u * (e * y_[k] - lambda * x_[k]));
-      store(v_ + k * W, y_[k] + eta_v * (e * x_[k] - lambda * y_[k]));
+      const Vector<Scalar> x = x_[k], y = y_[k];
+      x_[k] = x + eta_u * (e * y - lambda * x);
+      store(v_ + k * W, y + eta_v * (e * x - lambda * y));
     }
   }
 
+  const Vector<Scalar> (&x() const)[K] { return x_; }
+
  private:
-  Scalar* u_;
   Scalar* v_;
   Vector<Scalar> x_[K], y_[K];
 };
 #endif
 
-// The same operations for any F, one factor at a time.
+// The same operations for any F, one factor at a time, on u and v in memory.
 template <int FixedF, class Scalar>
 class ScalarRows {
  public:
@@ -204,7 +209,7 @@ inline void grow_accumulators(Scalar e, Scalar lambda, const GroupSums<Scalar>& 
 // One update on one rating (see the top of this file) of the rows in `rows`; returns e^2 (before
 // the step).
 template <bool WithBiases, bool Adaptive, bool WarmUp, class Rows, class Scalar>
-inline Scalar update_rows(const Rows& rows, const Endpoint<Scalar>& user, const Endpoint<Scalar>& item, Scalar rating,
+inline Scalar update_rows(Rows&& rows, const Endpoint<Scalar>& user, const Endpoint<Scalar>& item, Scalar rating,
                           Scalar global_mean, const SgdStep<Scalar>& step) {
   GroupSums<Scalar> sums;
   Scalar prediction;
@@ -241,19 +246,6 @@ inline Scalar update_rows(const Rows& rows, const Endpoint<Scalar>& user, const 
   return e * e;
 }
 
-template <int FixedF, bool WithBiases, bool Adaptive, bool WarmUp, class Scalar>
-inline Scalar sgd_update(const Endpoint<Scalar>& user, const Endpoint<Scalar>& item, std::int64_t n_factors,
-                         Scalar rating, Scalar global_mean, const SgdStep<Scalar>& step) {
-#ifdef LATENTMF_HAVE_VECTORS
-  if constexpr (vectorised<FixedF, Scalar>) {
-    return update_rows<WithBiases, Adaptive, WarmUp>(VectorRows<FixedF, Scalar>(user.row, item.row), user, item,
-                                                     rating, global_mean, step);
-  }
-#endif
-  return update_rows<WithBiases, Adaptive, WarmUp>(ScalarRows<FixedF, Scalar>(user.row, item.row, n_factors), user,
-                                                   item, rating, global_mean, step);
-}
-
 // The endpoint of row n of factors X (n_factors wide), its bias and accumulator where enabled.
 template <bool WithBiases, bool Adaptive, class Scalar>
 inline Endpoint<Scalar> endpoint(Scalar* X, std::int64_t n_factors, Scalar* biases, Scalar* accumulators,
@@ -261,16 +253,154 @@ inline Endpoint<Scalar> endpoint(Scalar* X, std::int64_t n_factors, Scalar* bias
   return {X + n * n_factors, WithBiases ? biases + n : nullptr, Adaptive ? accumulators + 2 * n : nullptr};
 }
 
-// Rows ahead of the one being opened whose U rows are prefetched: far enough for a miss to
-// arrive before the row is opened, near enough for the row to still be in cache then.
+// Whether the user rows of all SGD lanes fit in half the level's vector registers (AVX-512 and
+// arm64 have 32, SSE2 and AVX2 16), leaving the other half for the update itself.
+#if LATENTMF_VECTOR_BYTES == 64 || defined(LATENTMF_HAVE_NEON64)
+constexpr int vector_registers = 32;
+#else
+constexpr int vector_registers = 16;
+#endif
+#ifdef LATENTMF_HAVE_VECTORS
+template <int FixedF, class Scalar>
+constexpr bool rows_in_registers = vectorised<FixedF, Scalar> &&
+                                   sgd_lanes * FixedF / vector_width<Scalar> <= vector_registers / 2;
+#else
+template <int FixedF, class Scalar>
+constexpr bool rows_in_registers = false;
+#endif
+
+#ifdef LATENTMF_HAVE_VECTORS
+// A user's row (F = FixedF a multiple of the vector width) as K vectors, with its bias and
+// accumulators where enabled: a copy that the updates change, taken from the model by load() and
+// written back by store().
+template <int FixedF, bool WithBiases, bool Adaptive, class Scalar>
+class UserVectors {
+ public:
+  using Rows = VectorRows<FixedF, Scalar>;
+  static constexpr int K = Rows::K;
+
+  void load(const Endpoint<Scalar>& at) {
+    at_ = at;
+    for (int k = 0; k < K; ++k) x_[k] = latentmf::LATENTMF_ISA::load(at.row + k * vector_width<Scalar>);
+    if constexpr (WithBiases) bias_ = *at.bias;
+    if constexpr (Adaptive) accumulator_[0] = at.accumulator[0], accumulator_[1] = at.accumulator[1];
+  }
+
+  void store() const {
+    for (int k = 0; k < K; ++k) latentmf::LATENTMF_ISA::store(at_.row + k * vector_width<Scalar>, x_[k]);
+    if constexpr (WithBiases) *at_.bias = bias_;
+    if constexpr (Adaptive) at_.accumulator[0] = accumulator_[0], at_.accumulator[1] = accumulator_[1];
+  }
+
+  // One update of this user and the item at `item` (see the top of this file); returns e^2.
+  template <bool WarmUp>
+  Scalar update(const Endpoint<Scalar>& item, Scalar rating, Scalar global_mean, const SgdStep<Scalar>& step) {
+    Rows rows(x_, item.row);
+    const Endpoint<Scalar> copy = {nullptr, &bias_, accumulator_};
+    const Scalar squared_error = update_rows<WithBiases, Adaptive, WarmUp>(rows, copy, item, rating, global_mean, step);
+    for (int k = 0; k < K; ++k) x_[k] = rows.x()[k];
+    return squared_error;
+  }
+
+ private:
+  Endpoint<Scalar> at_ = {};
+  Vector<Scalar> x_[K];
+  Scalar bias_ = 0, accumulator_[2] = {};
+};
+#endif
+
+template <int FixedF, bool WithBiases, bool Adaptive, bool WarmUp, class Scalar>
+inline Scalar sgd_update(const Endpoint<Scalar>& user, const Endpoint<Scalar>& item, std::int64_t n_factors,
+                         Scalar rating, Scalar global_mean, const SgdStep<Scalar>& step) {
+#ifdef LATENTMF_HAVE_VECTORS
+  if constexpr (vectorised<FixedF, Scalar>) {
+    UserVectors<FixedF, WithBiases, Adaptive, Scalar> copy;
+    copy.load(user);
+    const Scalar squared_error = copy.template update<WarmUp>(item, rating, global_mean, step);
+    copy.store();
+    return squared_error;
+  }
+#endif
+  return update_rows<WithBiases, Adaptive, WarmUp>(ScalarRows<FixedF, Scalar>(user.row, item.row, n_factors), user,
+                                                   item, rating, global_mean, step);
+}
+
+// The user of one lane's open row in sgd_block. A row's updates run one after the other in its
+// lane, and no other lane, nor any other block of the sub-epoch, touches that user meanwhile: so
+// where the rows of all lanes fit in half the vector registers, the user's row, bias and
+// accumulators are loaded when the row opens, stay in registers for all of its updates and are
+// written back when it closes, which saves each update a store and a reload of u (AdaGrad, F = 32
+// with AVX-512: 10 % less time per update). Elsewhere each update reads and writes the user in
+// memory.
+template <int FixedF, bool WithBiases, bool Adaptive, class Scalar,
+          bool InRegisters = rows_in_registers<FixedF, Scalar>>
+class LaneUser {
+ public:
+  void open(const Endpoint<Scalar>& at) { at_ = at; }
+  void close() const {}
+
+  template <bool WarmUp>
+  Scalar update(const Endpoint<Scalar>& item, std::int64_t n_factors, Scalar rating, Scalar global_mean,
+                const SgdStep<Scalar>& step) const {
+    return sgd_update<FixedF, WithBiases, Adaptive, WarmUp>(at_, item, n_factors, rating, global_mean, step);
+  }
+
+ private:
+  Endpoint<Scalar> at_ = {};
+};
+
+#ifdef LATENTMF_HAVE_VECTORS
+template <int FixedF, bool WithBiases, bool Adaptive, class Scalar>
+class LaneUser<FixedF, WithBiases, Adaptive, Scalar, true> {
+ public:
+  void open(const Endpoint<Scalar>& at) { user_.load(at); }
+  void close() const { user_.store(); }
+
+  template <bool WarmUp>
+  Scalar update(const Endpoint<Scalar>& item, std::int64_t, Scalar rating, Scalar global_mean,
+                const SgdStep<Scalar>& step) {
+    return user_.template update<WarmUp>(item, rating, global_mean, step);
+  }
+
+ private:
+  UserVectors<FixedF, WithBiases, Adaptive, Scalar> user_;
+};
+#endif
+
+// Calls body(std::integral_constant<int, lane>) for each lane in turn: the lanes' state then has
+// compile-time indices, which lets the compiler keep it in registers.
+template <class Body, int... Lane>
+inline void for_each_lane(Body&& body, std::integer_sequence<int, Lane...>) {
+  (body(std::integral_constant<int, Lane>{}), ...);
+}
+
+template <class Body>
+inline void for_each_lane(Body&& body) {
+  for_each_lane(body, std::make_integer_sequence<int, sgd_lanes>{});
+}
+
+// Rows ahead of the one being opened whose user is prefetched: far enough for a miss to arrive
+// before the row is opened, near enough for it to still be in cache then.
 constexpr std::int64_t prefetch_rows = 8;
+
+// Asks for all of a user that an update reads: its row, bias and accumulators (the accumulators
+// alone, left to miss, cost SGD 10 % of its time on 9M ratings).
+template <class Scalar>
+inline void prefetch_endpoint(const Endpoint<Scalar>& at, std::int64_t n_factors) {
+  prefetch_row(at.row, n_factors);
+  if (at.bias) LATENTMF_PREFETCH(at.bias);
+  if (at.accumulator) LATENTMF_PREFETCH(at.accumulator);
+}
 
 // All ratings of one block, in the lane order of visit_in_lane_order (blocks.hpp). The lanes are
 // interleaved so that the processor overlaps their independent updates. Touches only the rows of
 // U and V of the block's user and item groups. Returns the sum of e^2, added lane by lane.
+// Flattened: a round of the lanes' updates must be one piece of code for LaneUser to keep their
+// rows in registers (GCC otherwise left part of each update an out-of-line call).
 template <int FixedF, bool WithBiases, bool Adaptive, bool WarmUp, class Scalar>
-double sgd_block(const BlockGrid<Scalar>& grid, std::int64_t block, const Factors<Scalar>& f,
-                 const Biases<Scalar>& b, const Accumulators<Scalar>& a, const SgdStep<Scalar>& step) {
+LATENTMF_FLATTEN double sgd_block(const BlockGrid<Scalar>& grid, std::int64_t block, const Factors<Scalar>& f,
+                                  const Biases<Scalar>& b, const Accumulators<Scalar>& a,
+                                  const SgdStep<Scalar>& step) {
   constexpr int L = sgd_lanes;
   const std::int64_t F = width<FixedF>(f.n_factors);
   const std::int64_t* row_begin = grid.row_begin().data();
@@ -280,48 +410,50 @@ double sgd_block(const BlockGrid<Scalar>& grid, std::int64_t block, const Factor
   std::int64_t unopened = grid.block_rows()[block];
   const std::int64_t last_row = grid.block_rows()[block + 1];
 
-  Endpoint<Scalar> user[L] = {};
+  LaneUser<FixedF, WithBiases, Adaptive, Scalar> user[L];
   std::int64_t next[L] = {}, end[L] = {};
   bool open[L] = {};
   double squared_errors[L] = {};
 
-  auto open_row = [&](int lane) {
+  auto user_of_row = [&](std::int64_t row) {
+    return endpoint<WithBiases, Adaptive>(f.U, F, b.user, a.user, row_user[row]);
+  };
+  // Closes the lane's row (if open) and opens the block's next unopened row in it, if any.
+  auto next_row = [&](auto lane) {
+    if (open[lane]) user[lane].close();
     open[lane] = unopened < last_row;
     if (!open[lane]) return;
-    user[lane] = endpoint<WithBiases, Adaptive>(f.U, F, b.user, a.user, row_user[unopened]);
+    user[lane].open(user_of_row(unopened));
     next[lane] = row_begin[unopened];
     end[lane] = row_begin[unopened + 1];
     ++unopened;
-    if (unopened + prefetch_rows < last_row) prefetch_row(f.U + row_user[unopened + prefetch_rows] * F, F);
+    if (unopened + prefetch_rows < last_row) prefetch_endpoint(user_of_row(unopened + prefetch_rows), F);
   };
-  auto update = [&](int lane, std::int64_t k) {
+  auto update = [&](auto lane, std::int64_t k) {
     const auto item = endpoint<WithBiases, Adaptive>(f.V, F, b.item, a.item, items[k]);
-    squared_errors[lane] +=
-        sgd_update<FixedF, WithBiases, Adaptive, WarmUp>(user[lane], item, F, values[k], b.global_mean, step);
+    squared_errors[lane] += user[lane].template update<WarmUp>(item, F, values[k], b.global_mean, step);
   };
-
-  for (int lane = 0; lane < L; ++lane) open_row(lane);
+  for_each_lane(next_row);
   for (;;) {
     if (std::all_of(open, open + L, [](bool o) { return o; })) {
       // Every lane has a row: run as many whole rounds as the shortest row allows, unchecked.
       std::int64_t rounds = end[0] - next[0];
-      for (int lane = 1; lane < L; ++lane) rounds = std::min(rounds, end[lane] - next[lane]);
-      for (std::int64_t t = 0; t < rounds; ++t)
-        for (int lane = 0; lane < L; ++lane) update(lane, next[lane] + t);
-      for (int lane = 0; lane < L; ++lane) {
+      for_each_lane([&](auto lane) { rounds = std::min(rounds, end[lane] - next[lane]); });
+      for (std::int64_t t = 0; t < rounds; ++t) for_each_lane([&](auto lane) { update(lane, next[lane] + t); });
+      for_each_lane([&](auto lane) {
         next[lane] += rounds;
-        if (next[lane] == end[lane]) open_row(lane);
-      }
+        if (next[lane] == end[lane]) next_row(lane);
+      });
       continue;
     }
     // The block's last rows: lanes run dry one by one.
     bool any_open = false;
-    for (int lane = 0; lane < L; ++lane) {
-      if (!open[lane]) continue;
+    for_each_lane([&](auto lane) {
+      if (!open[lane]) return;
       any_open = true;
       update(lane, next[lane]++);
-      if (next[lane] == end[lane]) open_row(lane);
-    }
+      if (next[lane] == end[lane]) next_row(lane);
+    });
     if (!any_open) break;
   }
   return std::accumulate(squared_errors, squared_errors + L, 0.0);

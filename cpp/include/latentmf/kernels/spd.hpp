@@ -3,10 +3,11 @@
 // A = R^T R, and the two triangular solves. Written for this level's SIMD packs (the row of a
 // matrix is D / W packs of W elements), not with Eigen: Eigen included outside the level's target
 // region is baseline code, and inside it its inline templates would be merged across levels by
-// the linker (see cpp/dispatch/kernels.cpp). Measured on one core (Zen 5, systems in L1, factor and
-// solve), Eigen 3.4's LLT at F = 64 took 13-16 us in float32 and 16-21 us in float64, at the baseline
-// or compiled for AVX-512 alike; this file's factor and solves at the AVX-512 level took 2.1-2.4 and
-// 3.1 us.
+// the linker (see cpp/dispatch/kernels.cpp). Measured (factor and solve of one system in L1, CPU
+// time, one Zen 5 core), Eigen 3.4's LLT at F = 32 / 64 / 128 took 3.3 / 10.7 / 42 us in float32
+// and 3.9 / 13.8 / 69 us in float64 compiled for the baseline (12.7 us and 11.1 us at F = 64 with
+// AVX-512 flags); these kernels took 0.92 / 2.35 / 7.4 us and 1.04 / 2.77 / 10.6 us at the avx512
+// level, and 4.2 us and 6.9 us at F = 64 at the generic (SSE2) level.
 //
 // Conventions: a matrix is D x D, row-major, with D a multiple of both the pack width W and 4 (the
 // height of the tiles below), so that every loop runs over whole packs; a system matrix has rows of
@@ -166,14 +167,6 @@ void add_products(Scalar* A, std::int64_t a_stride, const Scalar* left, const Sc
   if (count > 0) product_tiles<false>(A, a_stride, left, right, count, D, 0, D, D / pack_width<Scalar>);
 }
 
-// row[c] -= f from[c] over the packs from p0 to the end of a row of `packs` packs.
-template <class Scalar>
-inline void subtract_row(Scalar* LATENTMF_RESTRICT row, const Scalar* LATENTMF_RESTRICT from, Scalar f, std::int64_t p0,
-                         std::int64_t packs) {
-  constexpr int W = pack_width<Scalar>;
-  for (std::int64_t c = p0 * W; c < packs * W; c += W) store_pack(row + c, load_pack(row + c) - f * load_pack(from + c));
-}
-
 // The tolerance of a pivot: A is taken as not positive definite when the k-th pivot is at most
 // this times A_kk (the diagonal before factoring), that is when row k is, to rounding, a
 // combination of the rows before it. Rounding leaves such a pivot at a few D epsilons of A_kk
@@ -183,6 +176,28 @@ Scalar pivot_tolerance(std::int64_t d) {
   return Scalar(2 * d) * std::numeric_limits<Scalar>::epsilon();
 }
 
+// The factor of a tile_rows x tile_rows diagonal block B (its upper triangle at `block`, rows of
+// `stride`): r (upper, r^T r = B) and inverse[i] = 1 / r_ii. Returns false when a pivot is not above
+// tolerance times its diagonal entry of A before factoring (`diagonal`).
+template <class Scalar>
+bool factor_block(const Scalar* block, std::int64_t stride, const Scalar* diagonal, Scalar tolerance,
+                  Scalar (&r)[tile_rows][tile_rows], Scalar (&inverse)[tile_rows]) {
+  for (int i = 0; i < tile_rows; ++i) {
+    for (int j = i; j < tile_rows; ++j) {
+      Scalar sum = block[i * stride + j];
+      for (int q = 0; q < i; ++q) sum -= r[q][i] * r[q][j];
+      r[i][j] = sum;
+    }
+    const Scalar pivot = r[i][i];
+    if (!(pivot > tolerance * diagonal[i])) return false;
+    const Scalar root = std::sqrt(pivot);
+    inverse[i] = Scalar(1) / root;
+    r[i][i] = root;
+    for (int j = i + 1; j < tile_rows; ++j) r[i][j] *= inverse[i];
+  }
+  return true;
+}
+
 // A = R^T R in place for A of order D (rows of system_stride): R, upper triangular, replaces the
 // upper triangle of A; the elements left of the diagonal in the diagonal's pack are set to 0 (the
 // solves read them as packs), the packs left of those are scratch. inverse_diagonal[k] = 1 / R_kk;
@@ -190,12 +205,11 @@ Scalar pivot_tolerance(std::int64_t d) {
 // B (D x rhs_columns) and come out as R^{-T} B: the forward substitution is the same row operations.
 //
 // Up-looking in blocks of tile_rows rows. A block first takes the update of all the rows above it
-// in one product tile (its sums stay in registers over all those rows), then its rows are finished
-// one after the other: row k takes the block's rows before it, in the unscaled form
-// U_q = R_qq R_q (row k -= (U_qk / U_qq) U_q), then the block's rows are scaled to R. The pivots
-// form a chain (row k's needs row k - 1's), and in the unscaled form it holds one division per row
-// where R's holds a square root and a division; the block's square roots come after the chain. At
-// F = 64 the chain, not the arithmetic, was where most of the time went.
+// in one product tile (its sums stay in registers over all those rows). Then its diagonal block is
+// factored in scalars (r^T r = B), and the block's rows become R's with one pass over their packs,
+// solving r^T R_block = A_block pack by pack in registers. The pivots form a chain (a block's need
+// the blocks above finished); done row by row through memory, with a square root and a division
+// per row in it, that chain was where most of the time went at F = 64.
 //
 // Returns false, leaving A partly factored, when a pivot is not above pivot_tolerance * A_kk: A is
 // then not numerically positive definite.
@@ -206,25 +220,24 @@ bool cholesky(Scalar* A, const Scalar* diagonal, Scalar* inverse_diagonal, std::
   const Scalar tolerance = pivot_tolerance<Scalar>(D);
   for (std::int64_t k0 = 0; k0 < D; k0 += tile_rows) {
     product_tiles<true>(A, S, A, A, k0, S, k0, k0 + tile_rows, packs);
-    Scalar pivots[tile_rows], inverse_pivots[tile_rows];
-    for (std::int64_t k = k0; k < k0 + tile_rows; ++k) {
-      Scalar* row = A + k * S;
-      const std::int64_t pk = pack_of<Scalar>(k);
-      for (std::int64_t q = k0; q < k; ++q)
-        subtract_row(row, A + q * S, A[q * S + k] * inverse_pivots[q - k0], pk, packs);
-      const Scalar pivot = row[k];
-      if (!(pivot > tolerance * diagonal[k])) return false;
-      pivots[k - k0] = pivot;
-      inverse_pivots[k - k0] = Scalar(1) / pivot;
+    Scalar r[tile_rows][tile_rows], inverse[tile_rows];
+    if (!factor_block(A + k0 * S + k0, S, diagonal + k0, tolerance, r, inverse)) return false;
+    Scalar* rows[tile_rows];
+    for (int i = 0; i < tile_rows; ++i) rows[i] = A + (k0 + i) * S;
+    for (std::int64_t c = pack_of<Scalar>(k0) * W; c < S; c += W) {
+      Pack<Scalar> x[tile_rows];
+      for (int i = 0; i < tile_rows; ++i) {
+        Pack<Scalar> a = load_pack(rows[i] + c);
+        for (int q = 0; q < i; ++q) a -= r[q][i] * x[q];
+        x[i] = inverse[i] * a;
+        store_pack(rows[i] + c, x[i]);
+      }
     }
-    for (std::int64_t k = k0; k < k0 + tile_rows; ++k) {
-      Scalar* row = A + k * S;
-      const std::int64_t pk = pack_of<Scalar>(k);
-      const Scalar r = std::sqrt(pivots[k - k0]), inverse = Scalar(1) / r;
-      for (std::int64_t c = pk * W; c < k; ++c) row[c] = 0;
-      for (std::int64_t c = pk * W; c < S; c += W) store_pack(row + c, inverse * load_pack(row + c));
-      row[k] = r;
-      inverse_diagonal[k] = inverse;
+    for (int i = 0; i < tile_rows; ++i) {
+      const std::int64_t k = k0 + i;
+      for (std::int64_t c = pack_of<Scalar>(k) * W; c < k; ++c) rows[i][c] = 0;
+      for (int j = i; j < tile_rows; ++j) rows[i][k0 + j] = r[i][j];
+      inverse_diagonal[k] = inverse[i];
     }
   }
   return true;
@@ -268,16 +281,32 @@ void solve_upper(const Scalar* R, const Scalar* inverse_diagonal, const Scalar* 
   }
 }
 
-// out = S v for a symmetric S (D x D, rows of stride D): out = sum_i v_i S_i, rows as packs.
+// out = S v for a symmetric S (D x D, rows of stride `stride`): out = sum_i v_i S_i, rows as packs.
+// With D a compile-time constant the sums stay in registers, in two sets that take the rows in turn.
 template <int FixedD, class Scalar>
-void symmetric_product(const Scalar* S, const Scalar* LATENTMF_RESTRICT v, Scalar* LATENTMF_RESTRICT out,
-                       std::int64_t d) {
+void symmetric_product(const Scalar* S, std::int64_t stride, const Scalar* LATENTMF_RESTRICT v,
+                       Scalar* LATENTMF_RESTRICT out, std::int64_t d) {
   constexpr int W = pack_width<Scalar>;
+#ifdef LATENTMF_HAVE_VECTORS
+  if constexpr (FixedD > 0 && FixedD / W <= 8) {
+    constexpr int K = FixedD / W;
+    Pack<Scalar> sum[2][K];
+    for (int c = 0; c < K; ++c) sum[0][c] = sum[1][c] = Pack<Scalar>{};
+    for (std::int64_t i = 0; i < FixedD; i += 2)
+      for (int set = 0; set < 2; ++set) {
+        const Scalar vi = v[i + set];
+        const Scalar* row = S + (i + set) * stride;
+        for (int c = 0; c < K; ++c) sum[set][c] += vi * load_pack(row + c * W);
+      }
+    for (int c = 0; c < K; ++c) store_pack(out + c * W, sum[0][c] + sum[1][c]);
+    return;
+  }
+#endif
   const std::int64_t D = order<FixedD>(d);
   for (std::int64_t c = 0; c < D; c += W) store_pack(out + c, Pack<Scalar>{});
   for (std::int64_t i = 0; i < D; ++i) {
     const Scalar vi = v[i];
-    const Scalar* row = S + i * D;
+    const Scalar* row = S + i * stride;
     for (std::int64_t c = 0; c < D; c += W) store_pack(out + c, load_pack(out + c) + vi * load_pack(row + c));
   }
 }

@@ -7,6 +7,7 @@
 #include "../dispatch.hpp"
 #include "bpr.hpp"
 #include "gradients.hpp"
+#include "gramian.hpp"
 #include "isa.hpp"
 #include "predict.hpp"
 #include "rows.hpp"
