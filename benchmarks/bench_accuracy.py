@@ -152,7 +152,8 @@ def _cmfrec(train: latentmf.Ratings, test: latentmf.Ratings) -> tuple[float, flo
 
 
 def sweep_cost(train: latentmf.Ratings, rounds: int) -> None:
-    """Seconds per Gibbs iteration at rank 10: latentmf's sweep against myFM's, interleaved."""
+    """Seconds per Gibbs iteration at rank 10: latentmf's sweep (on every core, its default, and on
+    one) against myFM's (which runs on one core), interleaved."""
     try:
         import myfm  # noqa: F401
     except ImportError:
@@ -160,21 +161,25 @@ def sweep_cost(train: latentmf.Ratings, rounds: int) -> None:
     X = _features(train.users, train.items, train, implicit=False)
     iterations = 50
 
-    def ours() -> float:
-        model = latentmf.MatrixFactorization(10, solver="gibbs", epochs=iterations, burn_in=iterations - 1)
-        return timed(lambda: model.fit(train))[1] / iterations
+    def ours(threads: int | None) -> Callable[[], float]:
+        model = latentmf.MatrixFactorization(10, solver="gibbs", epochs=iterations, burn_in=iterations - 1,
+                                             threads=threads)
+        return lambda: timed(lambda: model.fit(train))[1] / iterations
 
     def theirs() -> float:
         return timed(lambda: _quiet_myfm(X, train.values, iterations, 1))[1] / iterations
 
-    times: dict[str, list[float]] = {"latentmf gibbs sweep": [], "myFM iteration": []}
+    runs = {"latentmf gibbs sweep, default threads": ours(None), "latentmf gibbs sweep, 1 thread": ours(1),
+            "myFM iteration (1 thread)": theirs}
+    times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(rounds):
-        times["latentmf gibbs sweep"].append(ours())
-        times["myFM iteration"].append(theirs())
-    ratio = statistics.median(a / b for a, b in zip(times["latentmf gibbs sweep"], times["myFM iteration"]))
+        for name, run in runs.items():
+            times[name].append(run())
+    mine = times["myFM iteration (1 thread)"]
     print_table(f"One Gibbs iteration at rank 10 on u1.base ({rounds} rounds, interleaved)",
-                ["system", "ms per iteration, by round", "latentmf / myFM (median)"],
-                [[name, " ".join(f"{1e3 * s:.1f}" for s in seconds), f"{ratio:.2f}" if "latentmf" in name else ""]
+                ["system", "ms per iteration, by round", "latentmf / myFM (median of the rounds' ratios)"],
+                [[name, " ".join(f"{1e3 * s:.1f}" for s in seconds),
+                  f"{statistics.median(a / b for a, b in zip(seconds, mine)):.2f}" if "latentmf" in name else ""]
                  for name, seconds in times.items()])
 
 

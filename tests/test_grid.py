@@ -71,7 +71,7 @@ def test_large_grid_holds_every_rating_in_its_row(rng, blocks):
     # buckets (see row_sort.hpp), which the small grids of the other tests never do.
     n_users, n_items = 6000, 300
     ratings = random_ratings(rng, n_users, n_items, 2**18 * blocks**2, value_dtype=np.float32)
-    grid = ratings._grid("float32", blocks, 3, 2)
+    grid = ratings.native_grid("float32", blocks, 3, 2)
     np.testing.assert_array_equal(grid.user_counts(), np.bincount(ratings.users, minlength=n_users))
     np.testing.assert_array_equal(grid.item_counts(), np.bincount(ratings.items, minlength=n_items))
     order = latentmf.sgd_order(ratings, blocks=blocks, seed=3, epoch=0)
