@@ -92,8 +92,15 @@ class BayesianPersonalizedRanking(FactorModel):
         before its step), "validation_ndcg" (NDCG@10 of the validation users' top-10 lists, their
         training items left out; NaN without validation), "seconds".
 
-    The defaults are the setting of best NDCG@10 on a validation split of MovieLens 100k's
-    u1.base (benchmarks/tune_bpr.py prints the grid).
+    The defaults (factors=128, epochs=200, learning_rate=0.03, regularization=0.01, biases=True,
+    init_std=0.1) are the setting of best NDCG@10 on a validation split of MovieLens 100k's u1.base
+    (20% of each user's interactions held out, u1.test never looked at) among those whose top-10
+    lists cover at least a quarter of the items, from a grid of factors {32, 64, 128},
+    learning_rate {0.01, 0.03, 0.1}, regularization {0.001, 0.003, 0.01, 0.03}, biases, init_std
+    {0.01, 0.1} and epochs {10, ..., 200}: ``python benchmarks/tune_bpr.py`` prints the grid.
+    regularization=0.01 won at every size; more factors and more epochs ranked better up to the
+    grid's largest; the same setting after 100 epochs, in half the time, ranks a little worse
+    (validation NDCG@10 0.293 against 0.303).
 
     The shared behaviour (threads, failures, ids, recommend, recommend_all, similar_items,
     similar_users, files and pickles) is that of every latentmf model: see `FactorModel`.
@@ -111,10 +118,10 @@ class BayesianPersonalizedRanking(FactorModel):
 
     def __init__(
         self,
-        factors: int = 64,
+        factors: int = 128,
         *,
-        epochs: int = 50,
-        learning_rate: float = 0.05,
+        epochs: int = 200,
+        learning_rate: float = 0.03,
         regularization: float = 0.01,
         biases: bool = True,
         blocks: int = DEFAULT_BLOCKS,
