@@ -493,7 +493,7 @@ def bpr_sub_epoch(
 ) -> float:
     """SGD of Bayesian personalized ranking (Rendle et al. 2009) over `triples` = (users,
     positives, negatives), one triple (n, i, j) after the other, in place (`latentmf.bpr_triples`
-    gives those of a native sub-epoch). With c the item biases (0 without item_bias):
+    gives those of a native sub-epoch). With c the item biases (0 without item_bias)::
 
         x = u_n . (v_i - v_j) + c_i - c_j,   g = sigma(-x) = 1 / (1 + e^x)
         u_n <- u_n + eta (g (v_i - v_j) - lambda u_n)
@@ -501,7 +501,7 @@ def bpr_sub_epoch(
         v_j <- v_j + eta (-g u_n - lambda v_j)         c_j <- c_j + eta (-g - lambda c_j)
 
     all from the values before the step. Returns the sum over the triples of their loss, of which
-    the step is the gradient step (values before each step):
+    the step is the gradient step (values before each step)::
 
         l = -ln sigma(x) + lambda / 2 (|u_n|^2 + |v_i|^2 + |v_j|^2 + c_i^2 + c_j^2)
     """
