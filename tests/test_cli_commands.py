@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import latentmf
-from latentmf import _tables
+from latentmf import _tables, cli
 from latentmf.cli import main
 
 from conftest import ML100K, random_ratings
@@ -109,6 +109,17 @@ def test_plot_writes_a_png(capsys, tmp_path, ratings_csv):
     plot = tmp_path / "curve.png"
     _, out = _train(capsys, tmp_path, ratings_csv, "--split", "random", "--plot", plot)
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "learning curves" in out
+
+
+@pytest.mark.parametrize("split, measure", [("user", "NDCG@10"), ("none", "loss")])
+def test_a_ranking_model_plots_its_ndcg_or_its_loss(capsys, tmp_path, ratings_csv, split, measure):
+    pytest.importorskip("matplotlib")
+    plot = tmp_path / "curve.png"
+    code, _, err = _run(capsys, "train", ratings_csv, "--model", "bpr", "-o", tmp_path / "bpr.npz", "--factors", 4,
+                        "--epochs", 2, "--no-progress", "--split", split, "--plot", plot)
+    assert code == 0, err
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert cli._curves(latentmf.load(tmp_path / "bpr.npz").history_)[0] == measure
 
 
 def _hide(monkeypatch, *modules):

@@ -182,14 +182,26 @@ def _plot(history: dict[str, list[float]], path: str) -> None:
     figure = Figure(figsize=(6, 4), layout="tight")
     axes = figure.subplots()
     epochs = np.asarray(history["epoch"]) + 1
-    axes.plot(epochs, history["train_rmse"], marker="o", label="training")
-    if not np.isnan(history["validation_rmse"]).all():
-        axes.plot(epochs, history["validation_rmse"], marker="o", label="held out")
-    axes.set(xlabel="epoch", ylabel="RMSE", title="Learning curves")
+    measure, curves = _curves(history)
+    for label, values in curves.items():
+        if not np.isnan(values).all():
+            axes.plot(epochs, values, marker="o", label=label)
+    axes.set(xlabel="epoch", ylabel=measure, title="Learning curves")
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.grid(alpha=0.3)
     axes.legend()
     figure.savefig(path)
+
+
+def _curves(history: dict[str, list[float]]) -> tuple[str, dict[str, list[float]]]:
+    """What to plot of a history, and its name: a rating model's training and held-out RMSE; a
+    ranking model's held-out NDCG@10, or its training loss when nothing was held out (it has no
+    RMSE)."""
+    if "train_rmse" in history:
+        return "RMSE", {"training": history["train_rmse"], "held out": history["validation_rmse"]}
+    if not np.isnan(history["validation_ndcg"]).all():
+        return "NDCG@10", {"held out": history["validation_ndcg"]}
+    return "loss", {"training": history["loss"]}
 
 
 def _load_model(path: str) -> FactorModel:
@@ -355,7 +367,8 @@ def _parser() -> argparse.ArgumentParser:
     model.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
     train.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
                        help="show a progress bar when tqdm is installed (default: on)")
-    train.add_argument("--plot", metavar="PNG", help="save the learning curves (RMSE per epoch) there; needs matplotlib")
+    train.add_argument("--plot", metavar="PNG", help="save the learning curves there (RMSE per epoch; for implicit "
+                                                     "and bpr the held-out NDCG@10, or the loss); needs matplotlib")
     train.add_argument("-o", "--output", metavar="MODEL", required=True, help="the model file to write (.npz)")
     train.set_defaults(run=_train)
 
