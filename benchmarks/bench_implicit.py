@@ -7,14 +7,19 @@
    installed, implicit's ALS (factors 64, 15 iterations, the best of regularization {0.05, 0.1} x
    alpha {1, 10, 40}, as its users tune it) and BPR (factors 64), and LightFM WARP (64 components,
    30 epochs).
-2. Speed on 10M interactions (latentmf.datasets.synthetic(200000, 20000, 10_000_000), every rating
-   an interaction), F = 64, on --threads threads: one iALS iteration (both half-steps) of latentmf
-   (conjugate gradient, the default; and the exact solve) against implicit's ALS (its conjugate
-   gradient), and one BPR epoch against implicit's BPR, measured in the same run, alternating
+2. Speed on --interactions interactions (10M by default: latentmf.datasets.synthetic(200000,
+   20000, 10_000_000); a smaller count keeps 50 interactions per user and 500 per item), every
+   rating an interaction, F = 64, on --threads threads: one iALS iteration (both half-steps) of
+   latentmf (conjugate gradient, the default; and the exact solve) against implicit's ALS (its
+   conjugate gradient), and one BPR epoch against implicit's BPR (each as its own training loop
+   times an epoch, and the whole call that runs one), measured in the same run, alternating
    (A B A B ...) for --rounds rounds: times per round, ns per interaction, and the median of the
-   per-round ratios.
+   per-round ratios. The re-partition of the items that starts each latentmf BPR epoch (the
+   grid's re-bucketing, part of its epoch) is timed on its own and printed as a share of the
+   epoch.
 
-    python benchmarks/bench_implicit.py [--rounds 3] [--threads 2] [--skip-speed] [--skip-quality]
+    python benchmarks/bench_implicit.py [--rounds 3] [--threads 2] [--interactions 10000000]
+                                        [--skip-quality] [--skip-speed] [--skip-ials]
 """
 
 from __future__ import annotations
@@ -35,11 +40,14 @@ from typing import Any, Callable  # noqa: E402
 import numpy as np  # noqa: E402
 
 import latentmf  # noqa: E402
+from latentmf import _core  # noqa: E402
 from _common import ML100K, print_context, print_table  # noqa: E402
 from latentmf import metrics  # noqa: E402
 
 K = 10
 FACTORS = 64
+#: The contestant that times the re-partition of the items alone.
+REBUCKETING = "latentmf BPR re-bucketing (in its epoch)"
 
 
 def read_u1(name: str, values: bool = True) -> latentmf.Ratings:
@@ -87,9 +95,8 @@ def quality() -> None:
             lambda: latentmf.MatrixFactorization().fit(train).recommend_all(users, k=K))
     measure("latentmf ImplicitMatrixFactorization()",
             lambda: latentmf.ImplicitMatrixFactorization().fit(interactions).recommend_all(users, k=K))
-    if hasattr(latentmf, "BayesianPersonalizedRanking"):
-        measure("latentmf BayesianPersonalizedRanking()",
-                lambda: latentmf.BayesianPersonalizedRanking().fit(interactions).recommend_all(users, k=K))
+    measure("latentmf BayesianPersonalizedRanking()",
+            lambda: latentmf.BayesianPersonalizedRanking().fit(interactions).recommend_all(users, k=K))
     popular = np.argsort(-np.bincount(train.items, minlength=train.n_items), kind="stable")
     measure("most popular", lambda: np.tile(popular, (len(users), 1)))
     peers = _peer_quality(interactions, users)
@@ -172,16 +179,18 @@ def _lightfm_lists(interactions: latentmf.Ratings, users: np.ndarray) -> np.ndar
     return np.array(lists)
 
 
-def ten_million() -> latentmf.Ratings:
-    """The 10M interactions, generated once into a cache file."""
-    path = Path(tempfile.gettempdir()) / "latentmf-implicit-10m.npz"
+def synthetic_interactions(size: int) -> latentmf.Ratings:
+    """`size` interactions of size / 50 users on size / 500 items (10M: the 200,000 x 20,000 set),
+    generated once into a cache file."""
+    n_users, n_items = size // 50, size // 500
+    path = Path(tempfile.gettempdir()) / f"latentmf-implicit-{size}.npz"
     if not path.exists():
-        print(f"Generating 10M interactions into {path} ...", flush=True)
-        ratings = latentmf.datasets.synthetic(200_000, 20_000, 10_000_000, seed=0)
+        print(f"Generating {size} interactions into {path} ...", flush=True)
+        ratings = latentmf.datasets.synthetic(n_users, n_items, size, seed=0)
         np.savez(path, users=ratings.users, items=ratings.items)
     arrays = np.load(path)
     return latentmf.Ratings(arrays["users"], arrays["items"], np.ones(len(arrays["users"]), dtype=np.float32),
-                            200_000, 20_000)
+                            n_users, n_items)
 
 
 def interleaved(contestants: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
@@ -193,12 +202,14 @@ def interleaved(contestants: dict[str, Callable[[], float]], rounds: int) -> dic
     return times
 
 
-def speed(rounds: int, threads: int) -> None:
-    data = ten_million()
+def speed(rounds: int, threads: int, size: int, ials: bool) -> None:
+    data = synthetic_interactions(size)
     matrix = _csr(data)
     nnz = len(data)
     contestants: dict[str, Callable[[], float]] = {}
-    for solver in ("cg", "exact"):
+    #: The peer each latentmf contestant is measured against.
+    peers: dict[str, str] = {}
+    for solver in ("cg", "exact") if ials else ():
         model = latentmf.ImplicitMatrixFactorization(FACTORS, epochs=1, solver=solver, threads=threads)
         model.fit(data)  # builds the native orderings once, as repeated fits on one Ratings share them
 
@@ -208,31 +219,89 @@ def speed(rounds: int, threads: int) -> None:
             return time.perf_counter() - start
 
         contestants[f"latentmf iALS ({solver})"] = iteration
+        peers[f"latentmf iALS ({solver})"] = "implicit ALS (cg)"
+    contestants.update(_bpr_contestants(data, threads))
+    peers.update({"latentmf BPR epoch": "implicit BPR epoch", "latentmf BPR call": "implicit BPR call"})
     try:
         import implicit  # noqa: F401
     except ImportError:
         print("\n(implicit is not installed: latentmf's iteration times alone)")
     else:
-        peer = _implicit_als(0.1, 1.0, threads=threads, iterations=1)
-
-        def peer_iteration() -> float:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                start = time.perf_counter()
-                peer.fit(matrix, show_progress=False)
-                return time.perf_counter() - start
-
-        contestants["implicit ALS (cg)"] = peer_iteration
+        if ials:
+            contestants["implicit ALS (cg)"] = _implicit_als_contestant(matrix, threads)
+        contestants.update(_implicit_bpr_contestants(matrix, threads))
     times = interleaved(contestants, rounds)
     rows = []
-    baseline = times.get("implicit ALS (cg)")
     for name, seconds in times.items():
-        ratio = ("" if baseline is None or name.startswith("implicit") else
-                 f"{statistics.median(s / b for s, b in zip(seconds, baseline)):.2f}")
-        rows.append([name, " ".join(f"{s:.2f}" for s in seconds), f"{statistics.median(seconds) / nnz * 1e9:.1f}",
-                     ratio])
-    print_table(f"One iteration on 10M interactions, F = {FACTORS}, {threads} threads, {rounds} rounds interleaved",
-                ["system", "seconds per round", "ns per nonzero (median)", "time / implicit's (median ratio)"], rows)
+        baseline = times.get(peers.get(name, ""))
+        ratio = "" if baseline is None else f"{statistics.median(s / b for s, b in zip(seconds, baseline)):.3f}"
+        rows.append([name, " ".join(f"{s:.3f}" for s in seconds), f"{statistics.median(seconds) / nnz * 1e9:.1f}",
+                     peers.get(name, ""), ratio])
+    print_table(f"One iteration (epoch) on {nnz:,} interactions of {data.n_users:,} users and {data.n_items:,} items, "
+                f"F = {FACTORS}, {threads} threads, {rounds} rounds interleaved",
+                ["system", "seconds per round", "ns per nonzero (median)", "against", "time / its (median ratio)"],
+                rows)
+    rebucketing = times[REBUCKETING]
+    share = statistics.median(b / e for b, e in zip(rebucketing, times["latentmf BPR epoch"]))
+    print(f"\nThe items' re-partition per BPR epoch (re-bucketing the grid): {statistics.median(rebucketing):.3f} s "
+          f"(median), {share:.1%} of latentmf's BPR epoch (median of the per-round shares).")
+
+
+def _implicit_als_contestant(matrix: Any, threads: int) -> Callable[[], float]:
+    """One iteration of implicit's ALS: the whole fit(iterations=1) call."""
+    peer = _implicit_als(0.1, 1.0, threads=threads, iterations=1)
+
+    def peer_iteration() -> float:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            start = time.perf_counter()
+            peer.fit(matrix, show_progress=False)
+            return time.perf_counter() - start
+
+    return peer_iteration
+
+
+def _bpr_contestants(data: latentmf.Ratings, threads: int) -> dict[str, Callable[[], float]]:
+    """latentmf's BPR epoch as the training loop times it (history_'s seconds: the re-bucketing,
+    the B sub-epochs and the fall-back copy of the factors), the whole partial_fit call around it
+    (which also copies the positives into a new grid), and the re-bucketing alone."""
+    model = latentmf.BayesianPersonalizedRanking(FACTORS, epochs=1, threads=threads)
+    model.fit(data)
+    calls: list[float] = []
+
+    def epoch() -> float:
+        start = time.perf_counter()
+        model.partial_fit(epochs=1)
+        calls.append(time.perf_counter() - start)
+        return model.history_["seconds"][-1]
+
+    grid = _core.BprGrid(*data.items_by_user(), data.n_items, model.blocks, model.seed)
+    epochs = iter(range(1 << 30))
+
+    def bucket() -> float:
+        start = time.perf_counter()
+        grid.bucket(next(epochs), threads)
+        return time.perf_counter() - start
+
+    return {"latentmf BPR epoch": epoch, "latentmf BPR call": lambda: calls[-1], REBUCKETING: bucket}
+
+
+def _implicit_bpr_contestants(matrix: Any, threads: int) -> dict[str, Callable[[], float]]:
+    """implicit's BPR epoch as its fit times it (its callback's elapsed seconds: the sampling and the
+    updates), and the whole fit(iterations=1) call around it."""
+    peer = _implicit_bpr(threads=threads, iterations=1)
+    calls: list[float] = []
+
+    def epoch() -> float:
+        elapsed: list[float] = []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            start = time.perf_counter()
+            peer.fit(matrix, show_progress=False, callback=lambda _, seconds, *rest: elapsed.append(seconds))
+            calls.append(time.perf_counter() - start)
+        return elapsed[0]
+
+    return {"implicit BPR epoch": epoch, "implicit BPR call": lambda: calls[-1]}
 
 
 def main() -> None:
@@ -241,12 +310,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--skip-quality", action="store_true")
     parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--skip-ials", action="store_true", help="time the BPR epochs only")
+    parser.add_argument("--interactions", type=int, default=10_000_000,
+                        help="interactions of the speed section's synthetic set (default: %(default)s)")
     args = parser.parse_args()
     print_context()
     if not args.skip_quality:
         quality()
     if not args.skip_speed:
-        speed(args.rounds, args.threads)
+        speed(args.rounds, args.threads, args.interactions, not args.skip_ials)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import latentmf
-from latentmf import _tables
+from latentmf import _tables, cli
 from latentmf.cli import main
 
 from conftest import ML100K, random_ratings
@@ -109,6 +109,17 @@ def test_plot_writes_a_png(capsys, tmp_path, ratings_csv):
     plot = tmp_path / "curve.png"
     _, out = _train(capsys, tmp_path, ratings_csv, "--split", "random", "--plot", plot)
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "learning curves" in out
+
+
+@pytest.mark.parametrize("split, measure", [("user", "NDCG@10"), ("none", "loss")])
+def test_a_ranking_model_plots_its_ndcg_or_its_loss(capsys, tmp_path, ratings_csv, split, measure):
+    pytest.importorskip("matplotlib")
+    plot = tmp_path / "curve.png"
+    code, _, err = _run(capsys, "train", ratings_csv, "--model", "bpr", "-o", tmp_path / "bpr.npz", "--factors", 4,
+                        "--epochs", 2, "--no-progress", "--split", split, "--plot", plot)
+    assert code == 0, err
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert cli._curves(latentmf.load(tmp_path / "bpr.npz").history_)[0] == measure
 
 
 def _hide(monkeypatch, *modules):
@@ -241,3 +252,25 @@ def test_an_implicit_model_from_a_table_without_ratings(capsys, tmp_path, rating
     assert code == 2 and "has no rating column" in err
     code, _, err = _run(capsys, "train", ratings_csv, "--model", "implicit", "--solver", "sgd", "-o", model_path)
     assert code == 2 and "--model implicit takes no --solver" in err
+
+
+def test_a_bpr_model_from_a_table_without_ratings(capsys, tmp_path, ratings_csv):
+    plays = tmp_path / "plays.csv"
+    with open(ratings_csv) as source, open(plays, "w") as target:
+        for line in source:
+            user, item, _, stamp = line.rstrip("\n").split(",")
+            target.write(f"{user},{item},{stamp}\n")
+    model_path = tmp_path / "bpr.npz"
+    code, out, err = _run(capsys, "train", plays, "--model", "bpr", "-o", model_path, "--factors", 4,
+                          "--epochs", 2, "--learning-rate", 0.02, "--no-biases", "--no-progress", "--split", "user")
+    assert code == 0, err
+    assert out.splitlines()[0].startswith("Training a BayesianPersonalizedRanking")
+    model = latentmf.load(model_path)
+    assert isinstance(model, latentmf.BayesianPersonalizedRanking) and model.learning_rate == 0.02
+    assert not model.biases and model.history_["epoch"] == [0, 1]
+    code, out, _ = _run(capsys, "evaluate", model_path, plays, "--split", "user", "--format", "json")
+    assert code == 0 and set(json.loads(out)) == {"precision@10", "recall@10", "ndcg@10", "map@10", "coverage"}
+    code, out, _ = _run(capsys, "recommend", model_path, "--user", "user3", "-k", 3)
+    assert code == 0 and len(out.splitlines()) == 4
+    code, _, err = _run(capsys, "train", plays, "--model", "bpr", "--alpha", 1, "-o", model_path)
+    assert code == 2 and "--model bpr takes no --solver or --alpha" in err

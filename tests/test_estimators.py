@@ -50,6 +50,10 @@ ESTIMATORS = [
     Estimator("ImplicitMatrixFactorization(exact)", latentmf.ImplicitMatrixFactorization,
               {"factors": 4, "epochs": 3, "seed": 1, "init_std": 0.1, "solver": "exact", "nu": 1.0,
                "regularization": 1e-3, "confidence": "log"}),
+    Estimator("BayesianPersonalizedRanking", latentmf.BayesianPersonalizedRanking,
+              {"factors": 4, "epochs": 3, "seed": 1, "blocks": 3}),
+    Estimator("BayesianPersonalizedRanking(no biases)", latentmf.BayesianPersonalizedRanking,
+              {"factors": 16, "epochs": 3, "seed": 1, "biases": False, "dtype": "float64"}),
 ]
 
 

@@ -191,3 +191,28 @@ def test_predict(rng, dtype):
                                  (model.global_mean_, model.user_bias_, model.item_bias_))
     assert_close(model.predict(users, items), expected, dtype)
 
+
+
+# BPR: the shapes above, and widths whose rows the kernels hold as whole SIMD vectors at every level.
+BPR_SHAPES = SHAPES + [(30, 40, 400, 16), (25, 30, 300, 64), (12, 200, 600, 32)]
+
+
+@pytest.mark.parametrize("shape, blocks, threads, with_biases",
+                         spread(BPR_SHAPES, blocks=[1, 3, 8], threads=[1, 2], with_biases=[False, True]))
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_bpr_sub_epoch_equals_reference_on_its_triples(rng, shape, dtype, blocks, threads, with_biases):
+    ratings, U, V, _ = _problem(rng, shape, dtype)
+    item_bias = (0.3 * rng.standard_normal(len(V))).astype(dtype) if with_biases else None
+    arguments = {"epoch": 2, "blocks": blocks, "seed": 5}
+    for sub_epoch in range(blocks):
+        triples = latentmf.bpr_triples(ratings, sub_epoch=sub_epoch, **arguments)
+        U_native, V_native = U.copy(), V.copy()
+        bias_native = None if item_bias is None else item_bias.copy()
+        native = latentmf.bpr_sub_epoch(ratings, U_native, V_native, 0.1, 0.05, item_bias=bias_native,
+                                        sub_epoch=sub_epoch, threads=threads, **arguments)
+        expected = reference.bpr_sub_epoch(triples, U, V, 0.1, 0.05, item_bias=item_bias)
+        assert_close(native, expected, dtype)
+        assert_close(U_native, U, dtype)
+        assert_close(V_native, V, dtype)
+        if item_bias is not None:
+            assert_close(bias_native, item_bias, dtype)

@@ -17,5 +17,6 @@ void bind_training(pybind11::module_& m);  // training.cpp: objective, gradients
 void bind_predict(pybind11::module_& m);   // predict.cpp: predictions and top-k
 void bind_shards(pybind11::module_& m);    // shards.cpp: training on a cluster (latentmf.dask)
 void bind_rows(pybind11::module_& m);      // rows.cpp: the row solver (ALS, iALS, Gibbs), Gramian, iALS loss
+void bind_bpr(pybind11::module_& m);       // bpr.cpp: BPR's grid of positives and its sub-epochs
 
 }  // namespace latentmf::binding

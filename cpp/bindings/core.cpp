@@ -19,4 +19,5 @@ PYBIND11_MODULE(_core, m) {
   binding::bind_predict(m);
   binding::bind_shards(m);
   binding::bind_rows(m);
+  binding::bind_bpr(m);
 }

@@ -20,6 +20,7 @@
 #endif
 
 #include "latentmf/blocks.hpp"
+#include "latentmf/bpr.hpp"
 #include "latentmf/checks.hpp"
 #include "latentmf/compressed.hpp"
 #include "latentmf/dispatch.hpp"

@@ -11,9 +11,10 @@ from . import _core, _isa, datasets, metrics, reference
 from ._version import __version__
 from .answers import TopItems, UnknownIdError, UnknownIdWarning, UserFactors
 from .base import FactorModel, NotFittedError
+from .bpr import BayesianPersonalizedRanking
 from .data import Ratings
-from .functions import (gibbs_sweep, gradients, gradients_dense, gramian, implicit_loss, loss, sgd_epoch,
-                        sgd_order, solve_rows)
+from .functions import (bpr_sub_epoch, bpr_triples, gibbs_sweep, gradients, gradients_dense, gramian, implicit_loss,
+                        loss, sgd_epoch, sgd_order, solve_rows)
 from .idmap import IdMap
 from .implicit import ImplicitMatrixFactorization
 from .model import MatrixFactorization
@@ -49,6 +50,7 @@ def load(path: Any) -> FactorModel:
 
 
 __all__ = [
+    "BayesianPersonalizedRanking",
     "FactorModel",
     "IdMap",
     "ImplicitMatrixFactorization",
@@ -60,6 +62,8 @@ __all__ = [
     "UnknownIdWarning",
     "UserFactors",
     "__version__",
+    "bpr_sub_epoch",
+    "bpr_triples",
     "build_info",
     "datasets",
     "gibbs_sweep",

@@ -18,6 +18,7 @@ from . import __version__, build_info
 from ._tables import column, numbers, read_table, write_rows
 from .answers import UnknownIdError, UnknownIdWarning
 from .base import FactorModel
+from .bpr import BayesianPersonalizedRanking
 from .data import Ratings
 from .datasets import load_movielens, synthetic
 from .implicit import ImplicitMatrixFactorization
@@ -140,6 +141,10 @@ def _new_model(args: argparse.Namespace) -> FactorModel:
               "early_stopping": args.early_stopping}
     given = {name: getattr(args, name) for name in ("factors", "epochs", "regularization", "learning_rate", "alpha")
              if getattr(args, name) is not None}
+    if args.model == "bpr":
+        if args.solver is not None or "alpha" in given:
+            raise ValueError("--model bpr takes no --solver or --alpha")
+        return BayesianPersonalizedRanking(**given, **common, biases=not args.no_biases)
     if args.model == "implicit":
         refused = [f"--{name.replace('_', '-')}" for name in ("learning_rate",) if name in given]
         if args.solver is not None or args.no_biases or refused:
@@ -177,14 +182,26 @@ def _plot(history: dict[str, list[float]], path: str) -> None:
     figure = Figure(figsize=(6, 4), layout="tight")
     axes = figure.subplots()
     epochs = np.asarray(history["epoch"]) + 1
-    axes.plot(epochs, history["train_rmse"], marker="o", label="training")
-    if not np.isnan(history["validation_rmse"]).all():
-        axes.plot(epochs, history["validation_rmse"], marker="o", label="held out")
-    axes.set(xlabel="epoch", ylabel="RMSE", title="Learning curves")
+    measure, curves = _curves(history)
+    for label, values in curves.items():
+        if not np.isnan(values).all():
+            axes.plot(epochs, values, marker="o", label=label)
+    axes.set(xlabel="epoch", ylabel=measure, title="Learning curves")
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.grid(alpha=0.3)
     axes.legend()
     figure.savefig(path)
+
+
+def _curves(history: dict[str, list[float]]) -> tuple[str, dict[str, list[float]]]:
+    """What to plot of a history, and its name: a rating model's training and held-out RMSE; a
+    ranking model's held-out NDCG@10, or its training loss when nothing was held out (it has no
+    RMSE)."""
+    if "train_rmse" in history:
+        return "RMSE", {"training": history["train_rmse"], "held out": history["validation_rmse"]}
+    if not np.isnan(history["validation_ndcg"]).all():
+        return "NDCG@10", {"held out": history["validation_ndcg"]}
+    return "loss", {"training": history["loss"]}
 
 
 def _load_model(path: str) -> FactorModel:
@@ -325,10 +342,11 @@ def _parser() -> argparse.ArgumentParser:
     _add_data_arguments(train)
     _add_split_arguments(train)
     model = train.add_argument_group("model")
-    model.add_argument("--model", choices=["rating", "implicit"], default="rating",
+    model.add_argument("--model", choices=["rating", "implicit", "bpr"], default="rating",
                        help="rating: predicts ratings (MatrixFactorization); implicit: ranks items from which ones "
-                            "each user chose (ImplicitMatrixFactorization, iALS), what recommends best; the rating "
-                            "column is then optional (every row an interaction) (default: %(default)s)")
+                            "each user chose (ImplicitMatrixFactorization, iALS), what recommends best; bpr: ranks "
+                            "them by pairwise comparisons (BayesianPersonalizedRanking); for these two the rating "
+                            "column is optional (every row an interaction) (default: %(default)s)")
     model.add_argument("--factors", type=int, default=None, help="latent factors (default: the model's)")
     model.add_argument("--epochs", type=int, default=None, help="training epochs (default: the model's)")
     model.add_argument("--solver", choices=["adagrad", "sgd", "gd", "als", "gibbs"], default=None,
@@ -349,7 +367,8 @@ def _parser() -> argparse.ArgumentParser:
     model.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
     train.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
                        help="show a progress bar when tqdm is installed (default: on)")
-    train.add_argument("--plot", metavar="PNG", help="save the learning curves (RMSE per epoch) there; needs matplotlib")
+    train.add_argument("--plot", metavar="PNG", help="save the learning curves there (RMSE per epoch; for implicit "
+                                                     "and bpr the held-out NDCG@10, or the loss); needs matplotlib")
     train.add_argument("-o", "--output", metavar="MODEL", required=True, help="the model file to write (.npz)")
     train.set_defaults(run=_train)
 

@@ -433,3 +433,30 @@ def as_ratings(data: Any, n_users: int | None = None, n_items: int | None = None
     if isinstance(data, tuple) and len(data) == 3:
         return Ratings(*data, n_users=n_users, n_items=n_items)
     raise TypeError(f"ratings must be a latentmf.Ratings or a (users, items, values) tuple, got {type(data).__name__}")
+
+
+def as_interactions(X: Any, y: Any, model: str) -> Ratings:
+    """The interactions that `model`'s fit(X, y) takes (the implicit-feedback models): a Ratings
+    whose values are strengths >= 0, a (users, items) or (users, items, values) tuple of indices,
+    an (n, 2) array of (user, item) ids or a SciPy sparse matrix (users x items). Repeated
+    (user, item) pairs become one interaction of their summed strength."""
+    if y is not None:
+        raise TypeError(f"{model}.fit takes no y: the interactions' strengths are the values of X (a Ratings or a "
+                        "(users, items, values) tuple); validation is a keyword argument")
+    if isinstance(X, tuple) and len(X) == 2:
+        X = (*X, np.ones(len(np.asarray(X[0])), dtype=np.float32))
+    elif hasattr(X, "tocoo") and hasattr(X, "shape"):
+        X = Ratings.from_scipy(X)
+    elif isinstance(X, np.ndarray) and X.ndim == 2 and X.shape[1] == 2:
+        X = Ratings.from_ids(X[:, 0], X[:, 1], np.ones(len(X), dtype=np.float32))
+    try:
+        data = as_ratings(X)
+    except TypeError as error:
+        raise TypeError(f"{error}; interactions may also be a (users, items) tuple, an (n, 2) array of "
+                        "(user, item) ids or a SciPy sparse matrix, and a table is read with "
+                        "latentmf.Ratings.from_dataframe(df, rating=None)") from None
+    low, _ = data.value_range
+    if low < 0:
+        k = int(np.flatnonzero(data.values < 0)[0])
+        raise ValueError(f"values[{k}] = {data.values[k]} is negative: interaction strengths must be >= 0")
+    return data.summed()

@@ -359,3 +359,66 @@ def gibbs_sweep(ratings: Any, U: np.ndarray, V: np.ndarray, rng: np.random.Gener
     squared_errors = 2.0 * loss(data, U, V, 0.0, biases=biases, threads=threads)
     shape = GIBBS_PRIOR["a0"] + len(data) / 2.0
     return float(rng.gamma(shape, 1.0 / (GIBBS_PRIOR["b0"] + squared_errors / 2.0))), squared_errors
+
+
+def _bpr_grid(interactions: Any, blocks: int | None, seed: int, n_users: int | None = None,
+             n_items: int | None = None) -> Any:
+    """The native grid of BPR's positives (every listed (user, item) pair, whatever its value,
+    repeated pairs once) with `blocks` groups per side drawn from `seed`."""
+    data = as_ratings(interactions, n_users, n_items)
+    offsets, items = data.summed().items_by_user()
+    n_blocks = DEFAULT_BLOCKS if blocks is None else as_integer(blocks, "blocks", 1, 1024)
+    return _core.BprGrid(offsets, items, data.n_items, n_blocks, as_integer(seed, "seed", 0, MAX_SEED))
+
+
+def bpr_sub_epoch(interactions: Any, U: np.ndarray, V: np.ndarray, learning_rate: float,
+                  regularization: float = 0.0, *, item_bias: np.ndarray | None = None, epoch: int = 0,
+                  sub_epoch: int = 0, blocks: int | None = None, seed: int = 0, threads: int | None = None) -> float:
+    """One sub-epoch of the SGD of Bayesian personalized ranking (Rendle et al. 2009) on the block
+    grid, updating U, V (and item_bias) in place. Returns the sum of the loss l of its triples.
+
+    For each triple of a user n, a positive item i (an item of the user's interactions) and a
+    negative item j, with c the item biases (0 without item_bias)::
+
+        x = u_n . (v_i - v_j) + c_i - c_j,   g = sigma(-x) = 1 / (1 + e^x)
+        u_n <- u_n + eta (g (v_i - v_j) - lambda u_n)
+        v_i <- v_i + eta (g u_n - lambda v_i)          c_i <- c_i + eta (g - lambda c_i)
+        v_j <- v_j + eta (-g u_n - lambda v_j)         c_j <- c_j + eta (-g - lambda c_j)
+        l = -ln sigma(x) + lambda / 2 (|u_n|^2 + |v_i|^2 + |v_j|^2 + c_i^2 + c_j^2)
+
+    all from the values before the step: stochastic gradient descent on l.
+
+    The grid: users fall into `blocks` groups (B) by a permutation drawn from `seed`, items into
+    B groups drawn anew for each `epoch` from (seed, epoch), so that across epochs every item is
+    contrasted with every other. Sub-epoch `sub_epoch` (of B per epoch, in an order drawn from
+    (seed, epoch)) runs the blocks (p, (p + shift) mod B), which touch disjoint rows, in parallel.
+    In block (p, q) each positive of a user of group p on an item of group q gets a negative
+    drawn uniformly from item group q, from a stream of the block's own, redrawn while it is a
+    positive of the user (at most 16 draws; a positive whose draws all fail is skipped).
+    `bpr_triples` gives the triples in the order they are applied, so that `reference.bpr_sub_epoch`
+    reproduces this call. The result is the same bits for any `threads`.
+
+    Every listed (user, item) pair is a positive, whatever its value; repeated pairs count once.
+    U, V and item_bias must be C-contiguous, writeable and of one float dtype.
+    """
+    data, _ = _prepare(interactions, U, V)
+    learning_rate = as_real(learning_rate, "learning_rate", 0.0, strict=True)
+    regularization = as_real(regularization, "regularization", 0.0)
+    epoch = as_integer(epoch, "epoch", 0, _MAX_EPOCH)
+    grid = _bpr_grid(data, blocks, seed)
+    sub_epoch = as_integer(sub_epoch, "sub_epoch", 0, grid.blocks - 1)
+    grid.bucket(epoch, as_threads(threads))
+    return _core.bpr_sub_epoch(grid, U, V, item_bias, learning_rate, regularization, epoch, sub_epoch,
+                               as_threads(threads))
+
+
+def bpr_triples(interactions: Any, *, epoch: int = 0, sub_epoch: int = 0, blocks: int | None = None, seed: int = 0,
+                n_users: int | None = None, n_items: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(users, positives, negatives): the triples of `bpr_sub_epoch` with these arguments, in the
+    order it applies them (int32 arrays). For a (users, items, values) tuple give n_users and
+    n_items (the rows of U and V): the grid's groups depend on them."""
+    grid = _bpr_grid(interactions, blocks, seed, n_users, n_items)
+    epoch = as_integer(epoch, "epoch", 0, _MAX_EPOCH)
+    sub_epoch = as_integer(sub_epoch, "sub_epoch", 0, grid.blocks - 1)
+    grid.bucket(epoch, 0)
+    return _core.bpr_triples(grid, epoch, sub_epoch)

@@ -10,7 +10,7 @@ import numpy as np
 from . import metrics
 from ._checks import as_integer, as_real, check_memory, check_representable
 from .base import FactorModel
-from .data import Ratings, as_ratings
+from .data import Ratings, as_interactions
 from .functions import implicit_loss, solve_rows
 from .state import DataSummary, FittedState, SeenItems, empty_history, new_native
 from .training import Trainer
@@ -175,30 +175,11 @@ class ImplicitMatrixFactorization(FactorModel):
 
     def _training_data(self, X: Any, y: Any) -> Ratings:
         """The interactions of fit(X): see the class documentation."""
-        if y is not None:
-            raise TypeError("ImplicitMatrixFactorization.fit takes no y: the interactions' strengths are the values "
-                            "of X (a Ratings or a (users, items, values) tuple); validation is a keyword argument")
-        if isinstance(X, tuple) and len(X) == 2:
-            X = (*X, np.ones(len(np.asarray(X[0])), dtype=np.float32))
-        elif hasattr(X, "tocoo") and hasattr(X, "shape"):
-            X = Ratings.from_scipy(X)
-        elif isinstance(X, np.ndarray) and X.ndim == 2 and X.shape[1] == 2:
-            X = Ratings.from_ids(X[:, 0], X[:, 1], np.ones(len(X), dtype=np.float32))
-        try:
-            data = as_ratings(X)
-        except TypeError as error:
-            raise TypeError(f"{error}; interactions may also be a (users, items) tuple, an (n, 2) array of "
-                            "(user, item) ids or a SciPy sparse matrix, and a table is read with "
-                            "latentmf.Ratings.from_dataframe(df, rating=None)") from None
-        low, _ = data.value_range
-        if low < 0:
-            k = int(np.flatnonzero(data.values < 0)[0])
-            raise ValueError(f"values[{k}] = {data.values[k]} is negative: interaction strengths must be >= 0")
-        return data.summed()
+        return as_interactions(X, y, type(self).__name__)
 
     def _start(self, data: Ratings, settings: dict[str, Any], epochs: int) -> tuple[FittedState, Trainer]:
         """A fresh native model, initialised, and its trainer (nothing of this model changes yet)."""
-        _check_memory(settings, data.n_users, data.n_items, new_model=True)
+        check_factor_memory(settings, data.n_users, data.n_items, new_model=True)
         native = new_native(settings["dtype"], data.n_users, data.n_items, settings["factors"])
         rng = np.random.default_rng(settings["seed"])
         for factors in (native.U, native.V):
@@ -211,7 +192,7 @@ class ImplicitMatrixFactorization(FactorModel):
     def _continue(self, state: FittedState, data: Ratings, settings: dict[str, Any],
                   epochs: int) -> tuple[FittedState, Trainer]:
         self._check_continuable(state, data, settings, STRUCTURAL_SETTINGS)
-        _check_memory(settings, data.n_users, data.n_items, new_model=False)
+        check_factor_memory(settings, data.n_users, data.n_items, new_model=False)
         return state, ImplicitTrainer(state.native, data, settings)
 
     def _validation(self, held_out: Ratings) -> dict[str, float]:
@@ -246,7 +227,7 @@ def validation_ndcg(model: FactorModel, held_out: Ratings) -> float:
     return metrics.ndcg_at_k(lists, held_out, VALIDATION_K, users=raw)
 
 
-def _check_memory(settings: Mapping[str, Any], n_users: int, n_items: int, *, new_model: bool) -> None:
+def check_factor_memory(settings: Mapping[str, Any], n_users: int, n_items: int, *, new_model: bool) -> None:
     """MemoryError before anything is allocated when the model and the copy of U and V that an
     epoch falls back on would not fit in physical memory."""
     itemsize = np.dtype(settings["dtype"]).itemsize

@@ -480,3 +480,48 @@ def gibbs_sweep(ratings: Any, U: np.ndarray, V: np.ndarray, rng: np.random.Gener
     squared_errors = 2.0 * loss(ratings, U, V, 0.0, biases=biases)
     n = len(_triples(ratings)[2])
     return float(rng.gamma(prior["a0"] + n / 2.0, 1.0 / (prior["b0"] + squared_errors / 2.0))), squared_errors
+
+
+def bpr_sub_epoch(
+    triples: Any,
+    U: np.ndarray,
+    V: np.ndarray,
+    learning_rate: float,
+    regularization: float = 0.0,
+    *,
+    item_bias: np.ndarray | None = None,
+) -> float:
+    """SGD of Bayesian personalized ranking (Rendle et al. 2009) over `triples` = (users,
+    positives, negatives), one triple (n, i, j) after the other, in place (`latentmf.bpr_triples`
+    gives those of a native sub-epoch). With c the item biases (0 without item_bias)::
+
+        x = u_n . (v_i - v_j) + c_i - c_j,   g = sigma(-x) = 1 / (1 + e^x)
+        u_n <- u_n + eta (g (v_i - v_j) - lambda u_n)
+        v_i <- v_i + eta (g u_n - lambda v_i)          c_i <- c_i + eta (g - lambda c_i)
+        v_j <- v_j + eta (-g u_n - lambda v_j)         c_j <- c_j + eta (-g - lambda c_j)
+
+    all from the values before the step. Returns the sum over the triples of their loss, of which
+    the step is the gradient step (values before each step)::
+
+        l = -ln sigma(x) + lambda / 2 (|u_n|^2 + |v_i|^2 + |v_j|^2 + c_i^2 + c_j^2)
+    """
+    users, positives, negatives = (np.asarray(a) for a in triples)
+    eta, lam = learning_rate, regularization
+    total = 0.0
+    for n, i, j in zip(users, positives, negatives):
+        u, a, b = U[n].copy(), V[i].copy(), V[j].copy()
+        bi, bj = (item_bias[i], item_bias[j]) if item_bias is not None else (0.0, 0.0)
+        x = u @ (a - b) + (bi - bj)
+        # sigma(-x) and -ln sigma(x) = ln(1 + e^-x), through e^-|x| <= 1 so that neither overflows.
+        e = np.exp(-np.abs(x))
+        g = (e if x >= 0 else 1.0) / (1.0 + e)
+        log_loss = max(-x, 0.0) + np.log1p(e)
+        squares = u @ u + a @ a + b @ b + float(bi) ** 2 + float(bj) ** 2
+        total += float(log_loss) + 0.5 * lam * float(squares)
+        U[n] = u + eta * (g * (a - b) - lam * u)
+        V[i] = a + eta * (g * u - lam * a)
+        V[j] = b + eta * (-g * u - lam * b)
+        if item_bias is not None:
+            item_bias[i] = bi + eta * (g - lam * bi)
+            item_bias[j] = bj + eta * (-g - lam * bj)
+    return total

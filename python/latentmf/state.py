@@ -148,7 +148,9 @@ class FittedState:
 
     @property
     def biases(self) -> bool:
-        return "user_bias" in self.layout
+        """Whether scores add biases: global_mean + b_n + c_m. A layout with item biases only (BPR)
+        keeps b_n and the mean at 0."""
+        return "item_bias" in self.layout
 
     @property
     def epochs_run(self) -> int:

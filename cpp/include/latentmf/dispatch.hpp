@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "blocks.hpp"
+#include "bpr.hpp"
 #include "compressed.hpp"
 #include "factors.hpp"
 #include "ratings.hpp"
@@ -56,6 +57,10 @@ struct Kernels {
                                           const Entries<Scalar>&, const Factors<Scalar>&, const Biases<Scalar>&,
                                           const RowRegularization<Scalar>& users,
                                           const RowRegularization<Scalar>& items, int threads);
+
+  // One BPR sub-epoch (bpr.hpp, kernels/bpr.hpp), returning the sum of its triples' losses.
+  double (*bpr_sub_epoch)(const BprGrid&, const Factors<Scalar>&, Scalar* item_bias, const BprStep<Scalar>&,
+                          std::int64_t epoch, int sub_epoch, int threads);
 
   // The member for an index type, for callers that are templates on it.
   auto sgd_ordered(std::int32_t) const { return sgd_ordered_int32; }

@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "../dispatch.hpp"
+#include "bpr.hpp"
 #include "gradients.hpp"
 #include "gramian.hpp"
 #include "isa.hpp"
@@ -44,6 +45,7 @@ Kernels<Scalar> make_kernels() {
   k.solve_rows = &solve_rows<Scalar>;
   k.gramian = &gramian<Scalar>;
   k.implicit_objective = &implicit_objective<Scalar>;
+  k.bpr_sub_epoch = &bpr_sub_epoch<Scalar>;
   return k;
 }
 
