@@ -312,11 +312,12 @@ def test_each_solver_resolves_the_documented_defaults_and_explicit_values_overri
         arguments = {"biases": (model.global_mean_, model.user_bias_, model.item_bias_)} if biases else {}
         assert model.history_["loss"][-1] == pytest.approx(
             latentmf.loss(ratings, model.U, model.V, regularization, **arguments), rel=1e-4)
-    assert (model.epochs, model.regularization, model.learning_rate, model.burn_in) == (None,) * 4
+    assert settings["init_std"] == (0.1 if solver == "gibbs" else 0.01)
+    assert (model.epochs, model.regularization, model.learning_rate, model.burn_in, model.init_std) == (None,) * 5
     # A model file (and a pickle, which holds the same) keeps the values the fit used.
     assert pickle.loads(pickle.dumps(model)).settings_ == settings
 
-    given = {"epochs": 3, "regularization": 0.2, "burn_in": 1, "learning_rate": 0.001}
+    given = {"epochs": 3, "regularization": 0.2, "burn_in": 1, "learning_rate": 0.001, "init_std": 0.05}
     explicit = latentmf.MatrixFactorization(4, solver=solver, biases=biases, **given).fit(ratings)
     assert {name: explicit.settings_[name] for name in given} == given
     assert len(explicit.history_["epoch"]) == 3

@@ -52,8 +52,8 @@ class MatrixFactorization(FactorModel):
     Parameters
     ----------
     factors : int
-        F, the number of latent factors (columns of U and V). 32 for every solver: near the best
-        at each solver's other defaults on MovieLens 100k (64 gains at most 0.2% in validation RMSE).
+        F, the number of latent factors (columns of U and V). 32 for every solver: more gain at most
+        0.4% in validation RMSE on MovieLens 100k (benchmarks/tune_rating.py).
     solver : {"adagrad", "sgd", "gd", "als", "gibbs"}
         "sgd": stochastic gradient descent over the stratified block grid of docs/model.md, in
         parallel, with results that do not depend on the number of threads. "adagrad": the same
@@ -81,9 +81,10 @@ class MatrixFactorization(FactorModel):
         lambda, the L2 weight per rating. None: the solver's default (see Defaults).
     biases : bool
         Learn the global mean mu (fixed to the mean rating) and user and item biases.
-    init_std, init_mean : float
+    init_std, init_mean : float, optional
         U and V start as independent N(init_mean, init_std^2) draws from
-        numpy.random.default_rng(seed); the biases start at 0. init_mean=None means 0 with biases,
+        numpy.random.default_rng(seed); the biases start at 0. init_std=None means 0.1 for Gibbs
+        and 0.01 for the other solvers (see Defaults). init_mean=None means 0 with biases,
         and without biases sqrt(0.1 * mean rating / factors), so that predictions start at a tenth
         of the mean rating.
     dtype : {"float32", "float64"}
@@ -134,16 +135,17 @@ class MatrixFactorization(FactorModel):
 
     Defaults
     --------
-    epochs, learning_rate, regularization and burn_in given as None (their defaults) take values
-    that depend on the solver and on biases; ``get_params()`` keeps None, and ``settings_`` holds
-    the values a fit used. With biases / without:
+    epochs, learning_rate, regularization, burn_in and init_std given as None (their defaults)
+    take values that depend on the solver and on biases; ``get_params()`` keeps None, and
+    ``settings_`` holds the values a fit used. With biases / without:
 
     - "adagrad": 15 epochs, step 0.03, lambda 0.03 / 30 epochs, step 0.05, lambda 0.05.
     - "sgd": 30 epochs, step 0.01, lambda 0.03 / 40 epochs, step 0.01, lambda 0.05.
     - "gd": 200 steps, lambda 0.07 / 0.03; the step is 1.0 / 0.5 divided by the most ratings of one
       user or item, as the busiest row's gradient sums that many terms.
     - "als": lambda 0.12; 15 alternations / 10.
-    - "gibbs": 100 sweeps, burn_in 20 (both); lambda 0.12, ALS's, serves fold_in only.
+    - "gibbs": 100 sweeps, burn_in 20, init_std 0.1 (both); lambda 0.12, ALS's, serves fold_in
+      only. The other solvers start from init_std 0.01.
 
     Why: each is the setting of best validation RMSE on a split of MovieLens 100k's u1.base at 32
     factors or, among those within 0.3% of it, the best on a split of a 9M synthetic set
@@ -153,11 +155,13 @@ class MatrixFactorization(FactorModel):
     and the biases, which takes more epochs and a larger lambda. ALS converges to the penalised
     optimum itself, so it needs a larger lambda (0.07 gives 3.5% more error). GD's larger step with
     biases reaches the optimum in 200 steps, while without biases it oscillates as the factors grow
-    to carry the mean. Gibbs's posterior mean changes by less than 0.1% after 100 sweeps, and
-    keeping the samples from sweep 20 on beats a burn-in of 50 by 0.3%; U and V hold the 80 kept
-    samples (factors * 80 columns). One lambda cannot suit both data sets: the synthetic set's best
-    is 0.02 to 0.04, and its error with these defaults is 1 to 14% above its best
-    (docs/guide/training.md has the figures).
+    to carry the mean. Gibbs's posterior mean changes by less than 0.2% from 100 to 300 sweeps,
+    and keeping the samples from sweep 20 on beats a burn-in of 50 by about 0.5%; U and V hold the
+    80 kept samples (factors * 80 columns). From factors of 0.01 the chain on the 9M set had not
+    left the fit of the biases after 100 sweeps (the sampled prior precision holds tiny factors
+    small); from 0.1 it got within 3% of ALS's best in 40, for 0.2% on MovieLens 100k. One lambda
+    cannot suit both data sets: the synthetic set's best is 0.02 to 0.04, and its error with these
+    defaults is up to 14% above its best (docs/guide/training.md has the figures).
 
     Threads
     -------
@@ -221,7 +225,7 @@ class MatrixFactorization(FactorModel):
         learning_rate_decay: float = 0.0,
         regularization: float | None = None,
         biases: bool = True,
-        init_std: float = 0.01,
+        init_std: float | None = None,
         init_mean: float | None = None,
         dtype: str = "float32",
         threads: int | None = None,
@@ -271,7 +275,7 @@ class MatrixFactorization(FactorModel):
             raise ValueError(f"solver must be one of {SOLVERS}, got {self.solver!r}")
         if self.unknown not in UNKNOWN_POLICIES:
             raise ValueError(f"unknown must be one of {UNKNOWN_POLICIES}, got {self.unknown!r}")
-        settings = self._shared_settings(flags=("biases", "clip", "exact_loss"), epochs_default=True)
+        settings = self._shared_settings(flags=("biases", "clip", "exact_loss"), defaulted=("epochs", "init_std"))
         dtype = settings["dtype"]
         settings.update({
             "solver": self.solver,

@@ -25,16 +25,16 @@ STEPPED = ("adagrad", "sgd", "gd")
 #: between settings within 0.3% of the best (benchmarks/tune_rating.py). No burn_in outside "gibbs";
 #: "gibbs"'s regularization, ALS's, serves fold_in only (its ridge solve for a new user's row).
 DEFAULTS: dict[tuple[str, bool], dict[str, Any]] = {
-    ("adagrad", True): {"epochs": 15, "regularization": 0.03},
-    ("adagrad", False): {"epochs": 30, "regularization": 0.05},
-    ("sgd", True): {"epochs": 30, "regularization": 0.03},
-    ("sgd", False): {"epochs": 40, "regularization": 0.05},
-    ("gd", True): {"epochs": 200, "regularization": 0.07},
-    ("gd", False): {"epochs": 200, "regularization": 0.03},
-    ("als", True): {"epochs": 15, "regularization": 0.12},
-    ("als", False): {"epochs": 10, "regularization": 0.12},
-    ("gibbs", True): {"epochs": 100, "regularization": 0.12, "burn_in": 20},
-    ("gibbs", False): {"epochs": 100, "regularization": 0.12, "burn_in": 20},
+    ("adagrad", True): {"epochs": 15, "regularization": 0.03, "init_std": 0.01},
+    ("adagrad", False): {"epochs": 30, "regularization": 0.05, "init_std": 0.01},
+    ("sgd", True): {"epochs": 30, "regularization": 0.03, "init_std": 0.01},
+    ("sgd", False): {"epochs": 40, "regularization": 0.05, "init_std": 0.01},
+    ("gd", True): {"epochs": 200, "regularization": 0.07, "init_std": 0.01},
+    ("gd", False): {"epochs": 200, "regularization": 0.03, "init_std": 0.01},
+    ("als", True): {"epochs": 15, "regularization": 0.12, "init_std": 0.01},
+    ("als", False): {"epochs": 10, "regularization": 0.12, "init_std": 0.01},
+    ("gibbs", True): {"epochs": 100, "regularization": 0.12, "burn_in": 20, "init_std": 0.1},
+    ("gibbs", False): {"epochs": 100, "regularization": 0.12, "burn_in": 20, "init_std": 0.1},
 }
 
 #: The steps of AdaGrad and SGD when none is given, by (solver, biases).
@@ -64,8 +64,8 @@ def layout(settings: Mapping[str, Any]) -> tuple[str, ...]:
 
 
 def with_defaults(settings: Mapping[str, Any]) -> dict[str, Any]:
-    """The settings with each hyper-parameter given as None (epochs, regularization, burn_in)
-    replaced by the default of the solver and biases (DEFAULTS)."""
+    """The settings with each hyper-parameter given as None (epochs, regularization, burn_in,
+    init_std) replaced by the default of the solver and biases (DEFAULTS)."""
     defaults = DEFAULTS[settings["solver"], settings["biases"]]
     return {**settings, **{name: value for name, value in defaults.items() if settings[name] is None}}
 
