@@ -144,8 +144,9 @@ class MatrixFactorization(FactorModel):
     - "gd": 200 steps, lambda 0.07 / 0.03; the step is 1.0 / 0.5 divided by the most ratings of one
       user or item, as the busiest row's gradient sums that many terms.
     - "als": lambda 0.12; 15 alternations / 10.
-    - "gibbs": 100 sweeps, burn_in 20, init_std 0.1 (both); lambda 0.12, ALS's, serves fold_in
-      only. The other solvers start from init_std 0.01.
+    - "gibbs": 100 sweeps, burn_in 20, init_std 0.1 (both); lambda 0.12 (ALS's) for fold_in.
+
+    The other solvers start from init_std 0.01.
 
     Why: each is the setting of best validation RMSE on a split of MovieLens 100k's u1.base at 32
     factors or, among those within 0.3% of it, the best on a split of a 9M synthetic set
