@@ -58,6 +58,7 @@ napoleon_numpy_docstring = True
 napoleon_use_ivar = True
 # The estimator's own sections: prose sections, and a list of attributes in the style of Parameters.
 napoleon_custom_sections = [
+    "Defaults",
     "Threads",
     "Failures",
     ("Attributes (after fit)", "params_style"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import pickle
 import weakref
 
 import numpy as np
@@ -95,7 +96,7 @@ def test_history_records_every_epoch(rng):
     assert history["validation_rmse"][-1] == pytest.approx(expected_rmse, rel=1e-6)
     biases = (model.global_mean_, model.user_bias_, model.item_bias_)
     assert history["loss"][-1] == pytest.approx(
-        reference.loss(train, model.U, model.V, model.regularization, biases=biases), rel=1e-5)
+        reference.loss(train, model.U, model.V, model.settings_["regularization"], biases=biases), rel=1e-5)
     train_rmse = np.sqrt(np.mean((model.predict(train.users, train.items) - train.values) ** 2))
     assert history["train_rmse"][-1] == pytest.approx(train_rmse, rel=1e-5)
     assert np.isnan(_fit(train).history_["validation_rmse"]).all()
@@ -111,13 +112,13 @@ def test_by_default_the_history_holds_the_errors_seen_during_the_epoch(rng, solv
     replay = latentmf.MatrixFactorization(**{**params, "epochs": 0}).fit(train)
     U, V = replay.U.copy(), replay.V.copy()
     adagrad = (np.ones((50, 2), np.float32), np.ones((40, 2), np.float32)) if solver == "adagrad" else None
-    rate = model._state().derived["default_learning_rate"]
+    rate, regularization = model.settings_["learning_rate"], model.settings_["regularization"]
     for epoch in range(3):
-        seen = latentmf.sgd_epoch(train, U, V, rate, model.regularization, adagrad=adagrad, blocks=3, seed=4,
+        seen = latentmf.sgd_epoch(train, U, V, rate, regularization, adagrad=adagrad, blocks=3, seed=4,
                                   epoch=epoch, warm_up=solver == "adagrad" and epoch == 0)
         penalty = latentmf.loss(train, U, V, 1.0) - latentmf.loss(train, U, V, 0.0)
         assert model.history_["train_rmse"][epoch] == pytest.approx(np.sqrt(seen / len(train)), rel=1e-6)
-        assert model.history_["loss"][epoch] == pytest.approx(0.5 * seen + model.regularization * penalty, rel=1e-5)
+        assert model.history_["loss"][epoch] == pytest.approx(0.5 * seen + regularization * penalty, rel=1e-5)
     np.testing.assert_array_equal(U, model.U)
 
 
@@ -274,5 +275,49 @@ def test_als_never_increases_the_loss_and_needs_no_step(rng, biases):
     assert "default_learning_rate" not in model._state().derived
     # the history's loss is the model's objective (latentmf.loss) at the end of each epoch
     arguments = {"biases": (model.global_mean_, model.user_bias_, model.item_bias_)} if biases else {}
-    assert losses[-1] == pytest.approx(latentmf.loss(ratings, model.U, model.V, model.regularization, **arguments),
+    regularization = model.settings_["regularization"]
+    assert losses[-1] == pytest.approx(latentmf.loss(ratings, model.U, model.V, regularization, **arguments),
                                        rel=1e-10)
+
+
+#: The defaults MatrixFactorization's docstring states, by (solver, biases): epochs, regularization,
+#: learning_rate (GD's: its scale over the most ratings of one user or item) and burn_in.
+DOCUMENTED_DEFAULTS = {
+    ("adagrad", True): (15, 0.03, 0.03, None), ("adagrad", False): (30, 0.05, 0.05, None),
+    ("sgd", True): (30, 0.03, 0.01, None), ("sgd", False): (40, 0.05, 0.01, None),
+    ("gd", True): (200, 0.07, 1.0, None), ("gd", False): (200, 0.03, 0.5, None),
+    ("als", True): (15, 0.12, None, None), ("als", False): (10, 0.12, None, None),
+    ("gibbs", True): (100, 0.12, None, 20), ("gibbs", False): (100, 0.12, None, 20),
+}
+
+
+@pytest.mark.parametrize("solver, biases", list(DOCUMENTED_DEFAULTS))
+def test_each_solver_resolves_the_documented_defaults_and_explicit_values_override_them(rng, solver, biases):
+    ratings = random_ratings(rng, 30, 20, 200)
+    epochs, regularization, learning_rate, burn_in = DOCUMENTED_DEFAULTS[solver, biases]
+    model = latentmf.MatrixFactorization(4, solver=solver, biases=biases).fit(ratings)
+    settings = model.settings_
+    assert len(model.history_["epoch"]) == settings["epochs"] == epochs
+    assert settings["regularization"] == regularization and settings["burn_in"] == burn_in
+    if solver == "gd":
+        busiest = max(np.bincount(ratings.users).max(), np.bincount(ratings.items).max())
+        assert settings["learning_rate"] == pytest.approx(learning_rate / busiest)
+    else:
+        assert settings["learning_rate"] == learning_rate
+    if solver == "gibbs":
+        # The kept samples sit side by side in U: the burn-in was applied.
+        assert model.U.shape[1] == 4 * (epochs - burn_in)
+    if solver in ("gd", "als"):
+        # Their history's loss is the objective at the end, with the regularization they used.
+        arguments = {"biases": (model.global_mean_, model.user_bias_, model.item_bias_)} if biases else {}
+        assert model.history_["loss"][-1] == pytest.approx(
+            latentmf.loss(ratings, model.U, model.V, regularization, **arguments), rel=1e-4)
+    assert settings["init_std"] == (0.1 if solver == "gibbs" else 0.01)
+    assert (model.epochs, model.regularization, model.learning_rate, model.burn_in, model.init_std) == (None,) * 5
+    # A model file (and a pickle, which holds the same) keeps the values the fit used.
+    assert pickle.loads(pickle.dumps(model)).settings_ == settings
+
+    given = {"epochs": 3, "regularization": 0.2, "burn_in": 1, "learning_rate": 0.001, "init_std": 0.05}
+    explicit = latentmf.MatrixFactorization(4, solver=solver, biases=biases, **given).fit(ratings)
+    assert {name: explicit.settings_[name] for name in given} == given
+    assert len(explicit.history_["epoch"]) == 3

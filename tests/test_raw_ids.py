@@ -175,7 +175,7 @@ class TestFoldIn:
         rows = model.item_ids_.to_index(items)
         V, c = model.V[rows], model.item_bias_[rows]
         errors = values - (model.global_mean_ + bias + c + V @ factors)
-        lam, n = model.regularization, len(values)
+        lam, n = model.settings_["regularization"], len(values)
         np.testing.assert_allclose(-V.T @ errors + lam * n * factors, 0, atol=1e-10)
         assert -errors.sum() + lam * n * bias == pytest.approx(0, abs=1e-10)
 
@@ -185,7 +185,7 @@ class TestFoldIn:
         folded = model.fold_in([0, 3], [4.0, 2.0])
         assert folded.bias == 0.0 and folded.factors.shape == (3,)
         V = model.V[[0, 3]]
-        gram = V.T @ V + model.regularization * 2 * np.eye(3)
+        gram = V.T @ V + model.settings_["regularization"] * 2 * np.eye(3)
         np.testing.assert_allclose(folded.factors, np.linalg.solve(gram, V.T @ [4.0, 2.0]), rtol=1e-10)
 
     def test_recommend_and_predict_for_a_folded_in_user(self, fitted):

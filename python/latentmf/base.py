@@ -98,11 +98,12 @@ class FactorModel(Answers, Guarded):
         """The hyper-parameters, checked (raises before anything is changed), by name."""
         raise NotImplementedError
 
-    def _shared_settings(self, flags: tuple[str, ...] = ()) -> dict[str, Any]:
+    def _shared_settings(self, flags: tuple[str, ...] = (), defaulted: tuple[str, ...] = ()) -> dict[str, Any]:
         """The checked hyper-parameters every model class has (factors, epochs, init_std, dtype,
         threads, seed, verbose, early_stopping, warm_start, progress) and the class's own
         True/False ones named in `flags`. Values stay valid hyper-parameters (threads None: all
-        cores), so that a fit's settings make a model again."""
+        cores), so that a fit's settings make a model again. Those named in `defaulted` (epochs,
+        init_std) may be None, for the class to resolve."""
         try:
             dtype = np.dtype(self.dtype).name  # type: ignore[attr-defined]
         except TypeError:
@@ -116,8 +117,10 @@ class FactorModel(Answers, Guarded):
         threads = as_threads(getattr(self, "threads"))
         return {
             "factors": as_integer(getattr(self, "factors"), "factors", 1, 1 << 20),
-            "epochs": as_integer(getattr(self, "epochs"), "epochs", 0),
-            "init_std": as_real(getattr(self, "init_std"), "init_std", 0.0),
+            "epochs": None if "epochs" in defaulted and getattr(self, "epochs") is None
+            else as_integer(getattr(self, "epochs"), "epochs", 0),
+            "init_std": None if "init_std" in defaulted and getattr(self, "init_std") is None
+            else as_real(getattr(self, "init_std"), "init_std", 0.0),
             "dtype": dtype,
             "threads": None if threads == 0 else threads,
             "seed": as_integer(getattr(self, "seed"), "seed", 0, MAX_SEED),

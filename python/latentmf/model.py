@@ -52,7 +52,8 @@ class MatrixFactorization(FactorModel):
     Parameters
     ----------
     factors : int
-        F, the number of latent factors (columns of U and V).
+        F, the number of latent factors (columns of U and V). 32 for every solver: more gain at most
+        0.4% in validation RMSE on MovieLens 100k (benchmarks/tune_rating.py).
     solver : {"adagrad", "sgd", "gd", "als", "gibbs"}
         "sgd": stochastic gradient descent over the stratified block grid of docs/model.md, in
         parallel, with results that do not depend on the number of threads. "adagrad": the same
@@ -63,25 +64,27 @@ class MatrixFactorization(FactorModel):
         and bias) with the items fixed, then for each item's; no learning rate, and the loss
         never increases. "gibbs": Bayesian PMF (Salakhutdinov and Mnih 2008), a Gibbs sampler
         with Normal-Wishart hyperpriors on each side's factors (and biases) and a Gamma prior on
-        the noise precision, all sampled (`latentmf.gibbs_sweep`); `regularization` plays no part.
-        Each epoch is one sweep; after `burn_in` sweeps every sample is kept, and predictions
-        (and top-N lists) are the posterior mean over the kept samples, exactly (see
-        `latentmf.gibbs`: U and V then hold the kept samples side by side, factors * kept wide).
-    epochs : int
-        Passes over the ratings (SGD), gradient steps (GD) or alternations (ALS) per call of fit.
+        the noise precision, all sampled (`latentmf.gibbs_sweep`); `regularization` plays no part in
+        training (fold_in uses it). Each epoch is one sweep; after `burn_in` sweeps every sample is
+        kept, and predictions (and top-N lists) are the posterior mean over the kept samples,
+        exactly (see `latentmf.gibbs`: U and V then hold the kept samples side by side, factors *
+        kept wide).
+    epochs : int, optional
+        Passes over the ratings (SGD), gradient steps (GD), alternations (ALS) or sweeps (Gibbs)
+        per call of fit. None: the solver's default (see Defaults).
     learning_rate : float, optional
-        The step eta. Default: 0.05 for AdaGrad, 0.015 for SGD; for GD, 0.5 divided by the largest
-        number of ratings of one user or item (plain GD diverges beyond about twice that).
+        The step eta of "adagrad", "sgd" and "gd". None: the solver's default (see Defaults).
     learning_rate_decay : float
         Epoch t (from 0, counted over the model's whole training) uses
         eta / (1 + learning_rate_decay * t); 0 keeps the step fixed.
-    regularization : float
-        lambda, the L2 weight per rating.
+    regularization : float, optional
+        lambda, the L2 weight per rating. None: the solver's default (see Defaults).
     biases : bool
         Learn the global mean mu (fixed to the mean rating) and user and item biases.
-    init_std, init_mean : float
+    init_std, init_mean : float, optional
         U and V start as independent N(init_mean, init_std^2) draws from
-        numpy.random.default_rng(seed); the biases start at 0. init_mean=None means 0 with biases,
+        numpy.random.default_rng(seed); the biases start at 0. init_std=None means 0.1 for Gibbs
+        and 0.01 for the other solvers (see Defaults). init_mean=None means 0 with biases,
         and without biases sqrt(0.1 * mean rating / factors), so that predictions start at a tenth
         of the mean rating.
     dtype : {"float32", "float64"}
@@ -121,14 +124,45 @@ class MatrixFactorization(FactorModel):
         range of the training ratings, which the model's formula can leave (5.2 on a 5-star
         scale). Scores of recommend, recommend_all and recommend_for are the formula's own
         values, never clipped: clipping would tie the best items and lose their order.
-    burn_in : int
-        solver="gibbs": the sweeps before the first kept sample.
+    burn_in : int, optional
+        solver="gibbs": the sweeps before the first kept sample. None: 20 (see Defaults).
     exact_loss : bool
         How the SGD solvers fill ``history_``'s "loss" and "train_rmse". False: from the errors seen
         during the epoch, each before its update, and the penalty of the factors at the end of
         the epoch (no pass over the ratings besides the epoch's own; as LIBMF reports it). True:
         the objective at the end of the epoch (as `latentmf.loss` computes it), which costs one
         more pass over the ratings per epoch. "gd" always reports the objective at the end.
+
+    Defaults
+    --------
+    epochs, learning_rate, regularization, burn_in and init_std given as None (their defaults)
+    take values that depend on the solver and on biases; ``get_params()`` keeps None, and
+    ``settings_`` holds the values a fit used. With biases / without:
+
+    - "adagrad": 15 epochs, step 0.03, lambda 0.03 / 30 epochs, step 0.05, lambda 0.05.
+    - "sgd": 30 epochs, step 0.01, lambda 0.03 / 40 epochs, step 0.01, lambda 0.05.
+    - "gd": 200 steps, lambda 0.07 / 0.03; the step is 1.0 / 0.5 divided by the most ratings of one
+      user or item, as the busiest row's gradient sums that many terms.
+    - "als": lambda 0.12; 15 alternations / 10.
+    - "gibbs": 100 sweeps, burn_in 20, init_std 0.1 (both); lambda 0.12 (ALS's) for fold_in.
+
+    The other solvers start from init_std 0.01.
+
+    Why: each is the setting of best validation RMSE on a split of MovieLens 100k's u1.base at 32
+    factors or, among those within 0.3% of it, the best on a split of a 9M synthetic set
+    (benchmarks/tune_rating.py prints the grids). The SGD solvers overfit MovieLens 100k once they
+    converge at any lambda that suits them early on, so their epochs and step come as a pair that
+    stops near the validation optimum; without biases the factors must also carry the mean rating
+    and the biases, which takes more epochs and a larger lambda. ALS converges to the penalised
+    optimum itself, so it needs a larger lambda (0.07 gives 3.5% more error). GD's larger step with
+    biases reaches the optimum in 200 steps, while without biases it oscillates as the factors grow
+    to carry the mean. Gibbs's posterior mean changes by less than 0.2% from 100 to 300 sweeps,
+    and keeping the samples from sweep 20 on beats a burn-in of 50 by about 0.5%; U and V hold the
+    80 kept samples (factors * 80 columns). From factors of 0.01 the chain on the 9M set had not
+    left the fit of the biases after 100 sweeps (the sampled prior precision holds tiny factors
+    small); from 0.1 it got within 3% of ALS's best in 40, for 0.2% on MovieLens 100k. One lambda
+    cannot suit both data sets: the synthetic set's best is 0.02 to 0.04, and its error with these
+    defaults is up to 14% above its best (docs/guide/training.md has the figures).
 
     Threads
     -------
@@ -171,6 +205,9 @@ class MatrixFactorization(FactorModel):
         evaluation included).
     best_epoch_ : int or None
         With early_stopping, the epoch whose factors the model keeps; None otherwise.
+    settings_ : dict
+        The hyper-parameters the fit ran with, each one given as None resolved (see Defaults);
+        a model file and a pickle keep them.
     fit_report_ : object or None
         What a training back-end reported of the fit (`latentmf.dask.DaskFitReport`), else None.
     """
@@ -184,12 +221,12 @@ class MatrixFactorization(FactorModel):
         factors: int = 32,
         *,
         solver: str = "adagrad",
-        epochs: int = 20,
+        epochs: int | None = None,
         learning_rate: float | None = None,
         learning_rate_decay: float = 0.0,
-        regularization: float = 0.07,
+        regularization: float | None = None,
         biases: bool = True,
-        init_std: float = 0.01,
+        init_std: float | None = None,
         init_mean: float | None = None,
         dtype: str = "float32",
         threads: int | None = None,
@@ -202,7 +239,7 @@ class MatrixFactorization(FactorModel):
         unknown: str = "warn",
         clip: bool = True,
         exact_loss: bool = False,
-        burn_in: int = 50,
+        burn_in: int | None = None,
     ) -> None:
         self.factors = factors
         self.solver = solver
@@ -239,19 +276,21 @@ class MatrixFactorization(FactorModel):
             raise ValueError(f"solver must be one of {SOLVERS}, got {self.solver!r}")
         if self.unknown not in UNKNOWN_POLICIES:
             raise ValueError(f"unknown must be one of {UNKNOWN_POLICIES}, got {self.unknown!r}")
-        settings = self._shared_settings(flags=("biases", "clip", "exact_loss"))
+        settings = self._shared_settings(flags=("biases", "clip", "exact_loss"), defaulted=("epochs", "init_std"))
         dtype = settings["dtype"]
         settings.update({
             "solver": self.solver,
             "learning_rate": None if self.learning_rate is None
             else as_real(self.learning_rate, "learning_rate", 0.0, strict=True),
             "learning_rate_decay": as_real(self.learning_rate_decay, "learning_rate_decay", 0.0),
-            "regularization": as_real(self.regularization, "regularization", 0.0),
+            "regularization": None if self.regularization is None
+            else as_real(self.regularization, "regularization", 0.0),
             "init_mean": None if self.init_mean is None else as_real(self.init_mean, "init_mean", -np.inf),
             "blocks": DEFAULT_BLOCKS if self.blocks is None else as_integer(self.blocks, "blocks", 1, 1024),
             "unknown": self.unknown,
-            "burn_in": as_integer(self.burn_in, "burn_in", 0),
+            "burn_in": None if self.burn_in is None else as_integer(self.burn_in, "burn_in", 0),
         })
+        settings = rating_solvers.with_defaults(settings)
         # The model computes in `dtype`: values it cannot hold are refused here, by name.
         if settings["learning_rate"] is not None:
             check_representable(settings["learning_rate"], "learning_rate", dtype, positive=True)
@@ -287,7 +326,7 @@ class MatrixFactorization(FactorModel):
     def _start(self, data: Ratings, settings: dict[str, Any], epochs: int) -> tuple[FittedState, Trainer]:
         """A fresh native model, initialised, and its trainer (nothing of this model changes yet)."""
         rating_solvers.check_values(data, settings["dtype"])
-        learning_rate = rating_solvers.default_learning_rate(settings["solver"], data)
+        learning_rate = rating_solvers.default_learning_rate(settings, data)
         rating_solvers.check_steps(settings, settings["learning_rate"] or learning_rate, 0, epochs)
         rating_solvers.check_training_memory(settings, data.n_users, data.n_items, new_model=True)
         summary = DataSummary.of(data)
@@ -343,6 +382,16 @@ class MatrixFactorization(FactorModel):
         shapes = {name: array.shape for name, array in state.solver_state.items()}
         if shapes != expected or any(array.dtype != state.dtype for array in state.solver_state.values()):
             raise ValueError(f"the Gibbs chain must be the arrays {expected} of {state.dtype}, got {shapes}")
+
+    @property
+    def settings_(self) -> dict[str, Any]:
+        """The hyper-parameters the fit ran with: get_params()'s, checked, with each default given as
+        None resolved (epochs, regularization, burn_in; learning_rate for the solvers that step)."""
+        state = self._state()
+        settings = dict(state.settings)
+        if settings["solver"] in rating_solvers.STEPPED:
+            settings["learning_rate"] = self._learning_rate(state, settings)
+        return settings
 
     @staticmethod
     def _learning_rate(state: FittedState, settings: Mapping[str, Any]) -> float:

@@ -19,9 +19,33 @@ SOLVERS = ("adagrad", "sgd", "gd", "als", "gibbs")
 #: The solvers that take a step (a learning rate).
 STEPPED = ("adagrad", "sgd", "gd")
 
-#: Steps when none is given (AdaGrad's tuned with the other defaults on MovieLens 100k; plain
-#: SGD's is its best on the same data); GD's depends on the data (see default_learning_rate).
-DEFAULT_LEARNING_RATE = {"sgd": 0.015, "adagrad": 0.05}
+#: The defaults of the hyper-parameters given as None, by (solver, biases), as `with_defaults`
+#: resolves them; MatrixFactorization's docstring says why each. They were chosen on a validation
+#: split of MovieLens 100k's u1.base at the default factors (32), the 9M synthetic set deciding
+#: between settings within 0.3% of the best (benchmarks/tune_rating.py). No burn_in outside "gibbs";
+#: "gibbs"'s regularization, ALS's, serves fold_in only (its ridge solve for a new user's row).
+DEFAULTS: dict[tuple[str, bool], dict[str, Any]] = {
+    ("adagrad", True): {"epochs": 15, "regularization": 0.03, "init_std": 0.01},
+    ("adagrad", False): {"epochs": 30, "regularization": 0.05, "init_std": 0.01},
+    ("sgd", True): {"epochs": 30, "regularization": 0.03, "init_std": 0.01},
+    ("sgd", False): {"epochs": 40, "regularization": 0.05, "init_std": 0.01},
+    ("gd", True): {"epochs": 200, "regularization": 0.07, "init_std": 0.01},
+    ("gd", False): {"epochs": 200, "regularization": 0.03, "init_std": 0.01},
+    ("als", True): {"epochs": 15, "regularization": 0.12, "init_std": 0.01},
+    ("als", False): {"epochs": 10, "regularization": 0.12, "init_std": 0.01},
+    ("gibbs", True): {"epochs": 100, "regularization": 0.12, "burn_in": 20, "init_std": 0.1},
+    ("gibbs", False): {"epochs": 100, "regularization": 0.12, "burn_in": 20, "init_std": 0.1},
+}
+
+#: The steps of AdaGrad and SGD when none is given, by (solver, biases).
+DEFAULT_LEARNING_RATE = {("adagrad", True): 0.03, ("adagrad", False): 0.05,
+                         ("sgd", True): 0.01, ("sgd", False): 0.01}
+
+#: GD's default step is this number divided by the most ratings of one user or item (the busiest
+#: row's gradient sums that many terms), by biases. Without biases 1.0 oscillates while the factors
+#: grow to carry the mean rating (and 1.5 diverges on MovieLens 100k); with biases the mean is
+#: carried from the start, and 1.0 reaches the validation optimum in 200 steps where 0.5 does not.
+GD_STEP_SCALE = {True: 1.0, False: 0.5}
 
 #: Without biases the initial factors are positive on average, so that predictions start at this
 #: fraction of the mean rating: from a zero mean, SGD first spends epochs finding the direction
@@ -39,16 +63,25 @@ def layout(settings: Mapping[str, Any]) -> tuple[str, ...]:
     return names
 
 
-def default_learning_rate(solver: str, data: Ratings) -> float:
-    """The step when none is given (NaN for a solver without one). GD's is half the step at which
-    plain gradient descent stops being stable for the busiest row, whose gradient sums the most
-    ratings."""
+def with_defaults(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings with each hyper-parameter given as None (epochs, regularization, burn_in,
+    init_std) replaced by the default of the solver and biases (DEFAULTS)."""
+    defaults = DEFAULTS[settings["solver"], settings["biases"]]
+    return {**settings, **{name: value for name, value in defaults.items() if settings[name] is None}}
+
+
+def default_learning_rate(settings: Mapping[str, Any], data: Ratings | None) -> float:
+    """The step when none is given (NaN for a solver without one); `data` is needed by "gd" only,
+    whose step is GD_STEP_SCALE over the most ratings of one user or item."""
+    solver = settings["solver"]
     if solver not in STEPPED:
         return math.nan
     if solver != "gd":
-        return DEFAULT_LEARNING_RATE[solver]
+        return DEFAULT_LEARNING_RATE[solver, settings["biases"]]
+    if data is None:
+        raise ValueError("the default step of solver='gd' depends on the ratings")
     busiest = max(np.bincount(data.users).max(), np.bincount(data.items).max())
-    return 0.5 / float(busiest)
+    return GD_STEP_SCALE[settings["biases"]] / float(busiest)
 
 
 def step(settings: Mapping[str, Any], learning_rate: float, epoch: int) -> float:

@@ -65,7 +65,7 @@ class DaskBackend:
             raise ValueError(f"latentmf.dask trains the SGD solvers ('sgd', 'adagrad'), not {settings['solver']!r}")
         client = _default_client(self.client)
         inputs = read_inputs(self.data, client, *self.columns)
-        learning_rate = rating_solvers.DEFAULT_LEARNING_RATE[settings["solver"]]
+        learning_rate = rating_solvers.default_learning_rate(settings, None)
         rating_solvers.check_steps(settings, settings["learning_rate"] or learning_rate, 0, settings["epochs"])
         rating_solvers.check_training_memory(settings, inputs.n_users, inputs.n_items, new_model=True)
         data = summary(inputs)
