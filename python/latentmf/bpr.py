@@ -9,20 +9,13 @@ import numpy as np
 
 from . import _core
 from ._checks import as_integer, as_real, as_threads, check_representable
-from .base import FactorModel
-from .data import Ratings, as_interactions
+from .data import Ratings
 from .functions import DEFAULT_BLOCKS, solve_rows
-from .implicit import check_factor_memory, validation_ndcg
-from .state import DataSummary, FittedState, SeenItems, empty_history, new_native
+from .implicit import RankingModel
 from .training import Trainer
 
-#: Settings that continuing a fit (warm_start, partial_fit) must keep.
-STRUCTURAL_SETTINGS = ("factors", "dtype", "biases")
 
-HISTORY_KEYS = ("epoch", "loss", "validation_ndcg", "seconds")
-
-
-class BayesianPersonalizedRanking(FactorModel):
+class BayesianPersonalizedRanking(RankingModel):
     """A latent-factor model of implicit feedback that learns to rank each user's items above the
     others: Bayesian personalized ranking (Rendle, Freudenthaler, Gantner and Schmidt-Thieme 2009).
 
@@ -113,8 +106,7 @@ class BayesianPersonalizedRanking(FactorModel):
     """
 
     _FORMAT = "latentmf.BayesianPersonalizedRanking"
-    _HISTORY_KEYS = HISTORY_KEYS
-    _MONITOR = ("validation_ndcg", True)
+    _STRUCTURAL_SETTINGS = ("factors", "dtype", "biases")
 
     def __init__(
         self,
@@ -166,30 +158,8 @@ class BayesianPersonalizedRanking(FactorModel):
     def _layout(cls, settings: Mapping[str, Any]) -> tuple[str, ...]:
         return ("U", "V", "item_bias") if settings["biases"] else ("U", "V")
 
-    def _training_data(self, X: Any, y: Any) -> Ratings:
-        """The interactions of fit(X): see the class documentation."""
-        return as_interactions(X, y, type(self).__name__)
-
-    def _start(self, data: Ratings, settings: dict[str, Any], epochs: int) -> tuple[FittedState, Trainer]:
-        """A fresh native model, initialised, and its trainer (nothing of this model changes yet)."""
-        check_factor_memory(settings, data.n_users, data.n_items, new_model=True)
-        native = new_native(settings["dtype"], data.n_users, data.n_items, settings["factors"])
-        rng = np.random.default_rng(settings["seed"])
-        for factors in (native.U, native.V):
-            rng.standard_normal(out=factors, dtype=factors.dtype)
-            factors *= settings["init_std"]
-        state = FittedState(native, settings, self._layout(settings), DataSummary.of(data), SeenItems(ratings=data),
-                            empty_history(HISTORY_KEYS), training=data)
-        return state, BprTrainer(native, data, settings)
-
-    def _continue(self, state: FittedState, data: Ratings, settings: dict[str, Any],
-                  epochs: int) -> tuple[FittedState, Trainer]:
-        self._check_continuable(state, data, settings, STRUCTURAL_SETTINGS)
-        check_factor_memory(settings, data.n_users, data.n_items, new_model=False)
-        return state, BprTrainer(state.native, data, settings)
-
-    def _validation(self, held_out: Ratings) -> dict[str, float]:
-        return {"validation_ndcg": validation_ndcg(self, held_out)}
+    def _new_trainer(self, native: Any, data: Ratings, settings: dict[str, Any]) -> Trainer:
+        return BprTrainer(native, data, settings)
 
     def _solve_user(self, items: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, float]:
         """The least-squares fit of a new user's items against V (see the class documentation): the

@@ -27,7 +27,47 @@ HISTORY_KEYS = ("epoch", "loss", "validation_ndcg", "seconds")
 VALIDATION_K = 10
 
 
-class ImplicitMatrixFactorization(FactorModel):
+class RankingModel(FactorModel):
+    """What the implicit-feedback models share: interactions as training data (see
+    `latentmf.data.as_interactions`), factors drawn from N(0, init_std^2), the history of
+    HISTORY_KEYS with validation by NDCG@10, and early stopping on it. A model supplies its
+    hyper-parameters, its layout and its trainer (`_new_trainer`)."""
+
+    _HISTORY_KEYS = HISTORY_KEYS
+    _MONITOR = ("validation_ndcg", True)
+    #: Settings that continuing a fit (warm_start, partial_fit) must keep.
+    _STRUCTURAL_SETTINGS: tuple[str, ...] = STRUCTURAL_SETTINGS
+
+    def _new_trainer(self, native: Any, data: Ratings, settings: dict[str, Any]) -> Trainer:
+        raise NotImplementedError
+
+    def _training_data(self, X: Any, y: Any) -> Ratings:
+        """The interactions of fit(X): see the class documentation."""
+        return as_interactions(X, y, type(self).__name__)
+
+    def _start(self, data: Ratings, settings: dict[str, Any], epochs: int) -> tuple[FittedState, Trainer]:
+        """A fresh native model, initialised, and its trainer (nothing of this model changes yet)."""
+        check_factor_memory(settings, data.n_users, data.n_items, new_model=True)
+        native = new_native(settings["dtype"], data.n_users, data.n_items, settings["factors"])
+        rng = np.random.default_rng(settings["seed"])
+        for factors in (native.U, native.V):
+            rng.standard_normal(out=factors, dtype=factors.dtype)
+            factors *= settings["init_std"]
+        state = FittedState(native, settings, self._layout(settings), DataSummary.of(data), SeenItems(ratings=data),
+                            empty_history(HISTORY_KEYS), training=data)
+        return state, self._new_trainer(native, data, settings)
+
+    def _continue(self, state: FittedState, data: Ratings, settings: dict[str, Any],
+                  epochs: int) -> tuple[FittedState, Trainer]:
+        self._check_continuable(state, data, settings, self._STRUCTURAL_SETTINGS)
+        check_factor_memory(settings, data.n_users, data.n_items, new_model=False)
+        return state, self._new_trainer(state.native, data, settings)
+
+    def _validation(self, held_out: Ratings) -> dict[str, float]:
+        return {"validation_ndcg": validation_ndcg(self, held_out)}
+
+
+class ImplicitMatrixFactorization(RankingModel):
     """A latent-factor model of implicit feedback: which items each user chose, and how strongly.
 
     iALS (Hu, Koren and Volinsky 2008) over every (user, item) pair, observed or not: with
@@ -108,8 +148,6 @@ class ImplicitMatrixFactorization(FactorModel):
     """
 
     _FORMAT = "latentmf.ImplicitMatrixFactorization"
-    _HISTORY_KEYS = HISTORY_KEYS
-    _MONITOR = ("validation_ndcg", True)
 
     def __init__(
         self,
@@ -173,30 +211,8 @@ class ImplicitMatrixFactorization(FactorModel):
     def _layout(cls, settings: Mapping[str, Any]) -> tuple[str, ...]:
         return ("U", "V")
 
-    def _training_data(self, X: Any, y: Any) -> Ratings:
-        """The interactions of fit(X): see the class documentation."""
-        return as_interactions(X, y, type(self).__name__)
-
-    def _start(self, data: Ratings, settings: dict[str, Any], epochs: int) -> tuple[FittedState, Trainer]:
-        """A fresh native model, initialised, and its trainer (nothing of this model changes yet)."""
-        check_factor_memory(settings, data.n_users, data.n_items, new_model=True)
-        native = new_native(settings["dtype"], data.n_users, data.n_items, settings["factors"])
-        rng = np.random.default_rng(settings["seed"])
-        for factors in (native.U, native.V):
-            rng.standard_normal(out=factors, dtype=factors.dtype)
-            factors *= settings["init_std"]
-        state = FittedState(native, settings, self._layout(settings), DataSummary.of(data), SeenItems(ratings=data),
-                            empty_history(HISTORY_KEYS), training=data)
-        return state, ImplicitTrainer(native, data, settings)
-
-    def _continue(self, state: FittedState, data: Ratings, settings: dict[str, Any],
-                  epochs: int) -> tuple[FittedState, Trainer]:
-        self._check_continuable(state, data, settings, STRUCTURAL_SETTINGS)
-        check_factor_memory(settings, data.n_users, data.n_items, new_model=False)
-        return state, ImplicitTrainer(state.native, data, settings)
-
-    def _validation(self, held_out: Ratings) -> dict[str, float]:
-        return {"validation_ndcg": validation_ndcg(self, held_out)}
+    def _new_trainer(self, native: Any, data: Ratings, settings: dict[str, Any]) -> Trainer:
+        return ImplicitTrainer(native, data, settings)
 
     def _solve_user(self, items: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, float]:
         """The row of a new user, solved with V fixed as an epoch solves a user's row."""
