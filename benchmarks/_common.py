@@ -12,6 +12,7 @@ import resource
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -84,6 +85,36 @@ def load_movielens_100k() -> latentmf.Ratings | None:
     table = np.loadtxt(path, dtype=np.int64, usecols=(0, 1, 2))
     return latentmf.Ratings((table[:, 0] - 1).astype(np.int32), (table[:, 1] - 1).astype(np.int32),
                             table[:, 2].astype(np.float32))
+
+
+@dataclass
+class RankingValidation:
+    """The validation protocol of the implicit-feedback models' tuning scripts, on u1.base only
+    (never u1.test): 20% of each user's interactions held out, and the lists of `users`, as many
+    users drawn at random as u1.test has (459), so that coverage compares with the benchmark's."""
+    base: latentmf.Ratings
+    fit_part: latentmf.Ratings
+    validation: latentmf.Ratings
+    users: np.ndarray
+
+    def scores(self, lists: Any) -> dict[str, float]:
+        """NDCG@10, P@10 and coverage of the users' top-10 lists."""
+        metrics = latentmf.metrics
+        return {"ndcg@10": metrics.ndcg_at_k(lists, self.validation, 10, users=self.users),
+                "p@10": metrics.precision_at_k(lists, self.validation, 10, users=self.users),
+                "coverage": metrics.coverage(lists, self.base.n_items)}
+
+
+def ranking_validation(users: int = 459) -> RankingValidation | None:
+    """The split of RankingValidation, or None (with a message) without MovieLens 100k."""
+    if not (ML100K / "u1.base").exists():
+        print(f"MovieLens 100k is not at {ML100K}: nothing to tune on.")
+        return None
+    table = np.loadtxt(ML100K / "u1.base", dtype=np.int64, usecols=(0, 1))
+    base = latentmf.Ratings(table[:, 0] - 1, table[:, 1] - 1, np.ones(len(table), np.float32), 943, 1682)
+    fit_part, validation = base.split_by_user(0.2, seed=0)
+    chosen = np.random.default_rng(0).choice(np.unique(validation.users), size=users, replace=False)
+    return RankingValidation(base, fit_part, validation, chosen)
 
 
 def peak_rss_mib() -> float:

@@ -17,11 +17,8 @@ import argparse
 import itertools
 import json
 
-import numpy as np
-
 import latentmf
-from _common import ML100K
-from latentmf import metrics
+from _common import ranking_validation
 
 GRID = {
     "factors": [32, 64, 128],
@@ -31,20 +28,15 @@ GRID = {
     "init_std": [0.01, 0.1],
 }
 EPOCHS = [10, 20, 30, 50, 75, 100, 150, 200]
-USERS = 459
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--coverage", type=float, default=0.25)
     args = parser.parse_args()
-    if not (ML100K / "u1.base").exists():
-        print(f"MovieLens 100k is not at {ML100K}: nothing to tune on.")
+    split = ranking_validation()
+    if split is None:
         return
-    table = np.loadtxt(ML100K / "u1.base", dtype=np.int64, usecols=(0, 1))
-    base = latentmf.Ratings(table[:, 0] - 1, table[:, 1] - 1, np.ones(len(table), np.float32), 943, 1682)
-    fit_part, validation = base.split_by_user(0.2, seed=0)
-    users = np.random.default_rng(0).choice(np.unique(validation.users), size=USERS, replace=False)
     results = []
     for values in itertools.product(*GRID.values()):
         params = dict(zip(GRID, values))
@@ -54,15 +46,13 @@ def main() -> None:
             epochs = int(record["epoch"]) + 1
             if epochs not in EPOCHS:
                 return
-            lists = model.recommend_all(users, k=10)
-            result = {"ndcg@10": metrics.ndcg_at_k(lists, validation, 10, users=users),
-                      "p@10": metrics.precision_at_k(lists, validation, 10, users=users),
-                      "coverage": metrics.coverage(lists, base.n_items), **params, "epochs": epochs}
+            lists = model.recommend_all(split.users, k=10)
+            result = {**split.scores(lists), **params, "epochs": epochs}
             results.append(result)
             print(json.dumps({key: round(value, 4) if isinstance(value, float) else value
                               for key, value in result.items()}), flush=True)
 
-        latentmf.BayesianPersonalizedRanking(**params, epochs=max(EPOCHS)).fit(fit_part, callbacks=[score])
+        latentmf.BayesianPersonalizedRanking(**params, epochs=max(EPOCHS)).fit(split.fit_part, callbacks=[score])
     eligible = [r for r in results if r["coverage"] >= args.coverage]
     best = max(eligible, key=lambda r: r["ndcg@10"])
     print(f"\nBest validation NDCG@10 with coverage >= {args.coverage}: {json.dumps(best)}")

@@ -15,11 +15,8 @@ import argparse
 import itertools
 import json
 
-import numpy as np
-
 import latentmf
-from _common import ML100K
-from latentmf import metrics
+from _common import ranking_validation
 
 GRID = {
     "factors": [32, 64, 128],
@@ -31,28 +28,21 @@ GRID = {
 #: A second, smaller grid with the plain regularization of Hu et al. (nu = 0).
 PLAIN = {"factors": [64], "alpha": [0.3, 1.0, 3.0, 10.0], "regularization": [1.0, 3.0, 10.0, 30.0], "nu": [0.0],
          "epochs": [15]}
-USERS = 459
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--coverage", type=float, default=0.25)
     args = parser.parse_args()
-    if not (ML100K / "u1.base").exists():
-        print(f"MovieLens 100k is not at {ML100K}: nothing to tune on.")
+    split = ranking_validation()
+    if split is None:
         return
-    table = np.loadtxt(ML100K / "u1.base", dtype=np.int64, usecols=(0, 1))
-    base = latentmf.Ratings(table[:, 0] - 1, table[:, 1] - 1, np.ones(len(table), np.float32), 943, 1682)
-    fit_part, validation = base.split_by_user(0.2, seed=0)
-    users = np.random.default_rng(0).choice(np.unique(validation.users), size=USERS, replace=False)
     results = []
     for grid in (GRID, PLAIN):
         for values in itertools.product(*grid.values()):
             params = dict(zip(grid, values))
-            lists = latentmf.ImplicitMatrixFactorization(**params).fit(fit_part).recommend_all(users, k=10)
-            result = {"ndcg@10": metrics.ndcg_at_k(lists, validation, 10, users=users),
-                      "p@10": metrics.precision_at_k(lists, validation, 10, users=users),
-                      "coverage": metrics.coverage(lists, base.n_items), **params}
+            lists = latentmf.ImplicitMatrixFactorization(**params).fit(split.fit_part).recommend_all(split.users, k=10)
+            result = {**split.scores(lists), **params}
             results.append(result)
             print(json.dumps({key: round(value, 4) if isinstance(value, float) else value
                               for key, value in result.items()}), flush=True)
