@@ -105,7 +105,7 @@ class VectorUser {
 
  private:
   Scalar* u_;
-  Vector<Scalar> x_[K];
+  alignas(sizeof(Vector<Scalar>)) Vector<Scalar> x_[K];  // see UserVectors in sgd.hpp
 };
 #endif
 

@@ -124,7 +124,8 @@ class VectorRows {
 
  private:
   Scalar* v_;
-  Vector<Scalar> x_[K], y_[K];
+  alignas(sizeof(Vector<Scalar>)) Vector<Scalar> x_[K];
+  alignas(sizeof(Vector<Scalar>)) Vector<Scalar> y_[K];
 };
 #endif
 
@@ -304,7 +305,10 @@ class UserVectors {
 
  private:
   Endpoint<Scalar> at_ = {};
-  Vector<Scalar> x_[K];
+  // Aligned to the vectors' size although their type only promises a scalar's alignment (so that
+  // load() may read unaligned rows): clang lays the member out at the type's alignment but reads
+  // it through references to Vector arrays with aligned moves (vmovaps at offset 24 crashed).
+  alignas(sizeof(Vector<Scalar>)) Vector<Scalar> x_[K];
   Scalar bias_ = 0, accumulator_[2] = {};
 };
 #endif
