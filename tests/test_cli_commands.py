@@ -232,12 +232,17 @@ def test_saving_into_a_missing_folder_names_the_folder(capsys, tmp_path, ratings
     assert not (tmp_path / "missing").exists()
 
 
-def test_an_implicit_model_from_a_table_without_ratings(capsys, tmp_path, ratings_csv):
-    plays = tmp_path / "plays.csv"
+def _without_ratings(ratings_csv, plays):
+    """The table of ratings_csv without its rating column, written to `plays`."""
     with open(ratings_csv) as source, open(plays, "w") as target:
         for line in source:
             user, item, _, stamp = line.rstrip("\n").split(",")
             target.write(f"{user},{item},{stamp}\n")
+    return plays
+
+
+def test_an_implicit_model_from_a_table_without_ratings(capsys, tmp_path, ratings_csv):
+    plays = _without_ratings(ratings_csv, tmp_path / "plays.csv")
     model_path = tmp_path / "implicit.npz"
     code, out, err = _run(capsys, "train", plays, "--model", "implicit", "-o", model_path, "--factors", 4,
                           "--epochs", 2, "--no-progress", "--split", "user")
@@ -256,11 +261,7 @@ def test_an_implicit_model_from_a_table_without_ratings(capsys, tmp_path, rating
 
 
 def test_a_bpr_model_from_a_table_without_ratings(capsys, tmp_path, ratings_csv):
-    plays = tmp_path / "plays.csv"
-    with open(ratings_csv) as source, open(plays, "w") as target:
-        for line in source:
-            user, item, _, stamp = line.rstrip("\n").split(",")
-            target.write(f"{user},{item},{stamp}\n")
+    plays = _without_ratings(ratings_csv, tmp_path / "plays.csv")
     model_path = tmp_path / "bpr.npz"
     code, out, err = _run(capsys, "train", plays, "--model", "bpr", "-o", model_path, "--factors", 4,
                           "--epochs", 2, "--learning-rate", 0.02, "--no-biases", "--no-progress", "--split", "user")
