@@ -128,6 +128,20 @@ def test_verbose_prints_one_line_per_epoch(rng, capsys):
     assert len(lines) == 3 and lines[0].startswith("epoch   1/3")
 
 
+@pytest.mark.parametrize("threads", [1, 2, 5])
+def test_initial_draws_span_several_streams_the_same_for_any_thread_count(threads):
+    # 40,000 users: U from three streams, V from the fourth.
+    users = np.arange(40_000, dtype=np.int32)
+    ratings = latentmf.Ratings(users, users % 7, np.ones(len(users), np.float32), 40_000, 7)
+    model = _fit(ratings, factors=2, epochs=0, dtype="float64", init_std=0.5, seed=3, threads=threads)
+    U, V = documented_draws(3, [(40_000, 2), (7, 2)])
+    np.testing.assert_array_equal(model.U, 0.5 * U)
+    np.testing.assert_array_equal(model.V, 0.5 * V)
+    implicit = latentmf.ImplicitMatrixFactorization(factors=2, epochs=0, init_std=0.5, seed=3, threads=threads,
+                                                    dtype="float64").fit(ratings)
+    np.testing.assert_array_equal(implicit.U, 0.5 * U)
+
+
 def test_biases_start_from_the_global_mean(rng):
     ratings = random_ratings(rng, 30, 20, 200)
     model = _fit(ratings, epochs=0)
@@ -136,12 +150,22 @@ def test_biases_start_from_the_global_mean(rng):
     assert _fit(ratings, biases=False).user_bias_ is None
 
 
+def documented_draws(seed: int, shapes: list[tuple[int, int]]) -> list[np.ndarray]:
+    """docs/model.md's initial draws: each 16,384 rows of each array from the next child stream
+    of SeedSequence(seed)."""
+    rows_per_stream = 16_384
+    counts = [-(-rows // rows_per_stream) for rows, _ in shapes]
+    streams = iter(np.random.SeedSequence(seed).spawn(sum(counts)))
+    return [np.concatenate([np.random.default_rng(next(streams)).standard_normal((min(rows_per_stream, rows - start), F))
+                            for start in range(0, rows, rows_per_stream)]) for rows, F in shapes]
+
+
 def test_initial_factors_are_the_documented_normal_draws(rng):
     ratings = random_ratings(rng, 30, 20, 200)
     model = _fit(ratings, epochs=0, dtype="float64", init_std=0.25, seed=9)
-    draws = np.random.default_rng(9)
-    np.testing.assert_array_equal(model.U, 0.25 * draws.standard_normal((30, 8)))
-    np.testing.assert_array_equal(model.V, 0.25 * draws.standard_normal((20, 8)))
+    U, V = documented_draws(9, [(30, 8), (20, 8)])
+    np.testing.assert_array_equal(model.U, 0.25 * U)
+    np.testing.assert_array_equal(model.V, 0.25 * V)
     # without biases the factors start around sqrt(0.1 * mean rating / factors)
     plain = _fit(ratings, epochs=0, dtype="float64", init_std=0.25, seed=9, biases=False)
     mean = np.sqrt(0.1 * np.mean(ratings.values) / 8)

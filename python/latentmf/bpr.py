@@ -57,7 +57,8 @@ class BayesianPersonalizedRanking(RankingModel):
         B, the groups per side of the block grid: the parallelism of a sub-epoch, and part of
         what the result depends on (with the seed), never the thread count.
     init_std : float
-        U and V start as N(0, init_std^2) draws from numpy.random.default_rng(seed).
+        U and V start as N(0, init_std^2) draws, each 16,384 rows from its own stream of
+        numpy.random.SeedSequence(seed), the same for any thread count.
     dtype : {"float32", "float64"}
         Precision of the factors and of the arithmetic.
     threads : int, optional

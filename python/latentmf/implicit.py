@@ -8,11 +8,11 @@ from typing import Any, Mapping
 import numpy as np
 
 from . import metrics
-from ._checks import as_integer, as_real, check_memory, check_representable
+from ._checks import as_integer, as_real, as_threads, check_memory, check_representable
 from .base import FactorModel
 from .data import Ratings, as_interactions
 from .functions import implicit_loss, solve_rows
-from .state import DataSummary, FittedState, SeenItems, empty_history, new_native
+from .state import DataSummary, FittedState, SeenItems, draw_normal, empty_history, new_native
 from .training import Trainer
 
 SOLVERS = ("cg", "exact")
@@ -49,10 +49,7 @@ class RankingModel(FactorModel):
         """A fresh native model, initialised, and its trainer (nothing of this model changes yet)."""
         check_factor_memory(settings, data.n_users, data.n_items, new_model=True)
         native = new_native(settings["dtype"], data.n_users, data.n_items, settings["factors"])
-        rng = np.random.default_rng(settings["seed"])
-        for factors in (native.U, native.V):
-            rng.standard_normal(out=factors, dtype=factors.dtype)
-            factors *= settings["init_std"]
+        draw_normal((native.U, native.V), settings["seed"], settings["init_std"], 0.0, as_threads(settings["threads"]))
         state = FittedState(native, settings, self._layout(settings), DataSummary.of(data), SeenItems(ratings=data),
                             empty_history(HISTORY_KEYS), training=data)
         return state, self._new_trainer(native, data, settings)
@@ -111,7 +108,8 @@ class ImplicitMatrixFactorization(RankingModel):
     cg_steps : int
         Conjugate-gradient steps per row and half-step.
     init_std : float
-        U and V start as N(0, init_std^2) draws from numpy.random.default_rng(seed).
+        U and V start as N(0, init_std^2) draws, each 16,384 rows from its own stream of
+        numpy.random.SeedSequence(seed), the same for any thread count.
     dtype : {"float32", "float64"}
         Precision of the factors and of the arithmetic.
     threads : int, optional

@@ -82,8 +82,9 @@ class MatrixFactorization(FactorModel):
     biases : bool
         Learn the global mean mu (fixed to the mean rating) and user and item biases.
     init_std, init_mean : float, optional
-        U and V start as independent N(init_mean, init_std^2) draws from
-        numpy.random.default_rng(seed); the biases start at 0. init_std=None means 0.1 for Gibbs
+        U and V start as independent N(init_mean, init_std^2) draws, each 16,384 rows from its
+        own stream of numpy.random.SeedSequence(seed) (Gibbs: from numpy.random.default_rng(seed)),
+        the same for any thread count; the biases start at 0. init_std=None means 0.1 for Gibbs
         and 0.01 for the other solvers (see Defaults). init_mean=None means 0 with biases,
         and without biases sqrt(0.1 * mean rating / factors), so that predictions start at a tenth
         of the mean rating.

@@ -11,7 +11,7 @@ import numpy as np
 from . import _core
 from ._checks import as_threads, check_memory, check_representable
 from .data import Ratings
-from .state import DataSummary
+from .state import DataSummary, draw_normal
 from .functions import solve_rows
 from .training import Trainer
 
@@ -132,24 +132,20 @@ def check_training_memory(settings: Mapping[str, Any], n_users: int, n_items: in
 
 
 def initialize(native: Any, data: DataSummary, settings: Mapping[str, Any]) -> None:
-    """U, V ~ N(init_mean, init_std^2) from default_rng(seed), drawn straight into the model's memory;
+    """U, V ~ N(init_mean, init_std^2) drawn straight into the model's memory (draw_normal);
     AdaGrad's accumulators start at 1; the global mean is the mean rating with biases."""
     mean = settings["init_mean"]
     if mean is None:
         mean = 0.0 if settings["biases"] else math.sqrt(max(INITIAL_PREDICTION_FRACTION * data.mean, 0.0)
                                                         / settings["factors"])
-    rng = np.random.default_rng(settings["seed"])
-    with np.errstate(over="ignore", invalid="ignore"):
-        for factors in (native.U, native.V):
-            rng.standard_normal(out=factors, dtype=factors.dtype)
-            factors *= settings["init_std"]
-            factors += mean
-    if not (np.isfinite(native.U).all() and np.isfinite(native.V).all()):
+    largest_u, largest_v = draw_normal((native.U, native.V), settings["seed"], settings["init_std"], mean,
+                                       as_threads(settings["threads"]))
+    if not (math.isfinite(largest_u) and math.isfinite(largest_v)):
         raise ValueError(f"init_std={settings['init_std']!r} and init_mean={settings['init_mean']!r} give initial "
                          f"factors that {settings['dtype']} cannot hold: lower them")
     # |u . v| <= F max|u| max|v|: initial predictions must stay far from overflowing the dtype, or
     # the first loss is not finite (that would be refused only after a fitted model was replaced).
-    largest = _largest_magnitude(native.U) * _largest_magnitude(native.V) * settings["factors"]
+    largest = largest_u * largest_v * settings["factors"]
     if largest > float(np.finfo(settings["dtype"]).max) / 4:
         raise ValueError(f"init_std={settings['init_std']!r} and init_mean={settings['init_mean']!r} give initial "
                          f"predictions up to {largest:.3g}, which overflow {settings['dtype']}: lower them")
@@ -157,11 +153,6 @@ def initialize(native: Any, data: DataSummary, settings: Mapping[str, Any]) -> N
     if settings["solver"] == "adagrad":
         native.user_accumulators[...] = 1
         native.item_accumulators[...] = 1
-
-
-def _largest_magnitude(array: np.ndarray) -> float:
-    """max |a| without a temporary array as large as `array`."""
-    return max(float(array.max()), -float(array.min())) if array.size else 0.0
 
 
 def new_trainer(native: Any, data: Ratings, settings: Mapping[str, Any], learning_rate: float) -> Trainer:
@@ -243,11 +234,13 @@ class SgdTrainer(RatingTrainer):
             squared_errors = _core.sgd_grid(self.grid, self.U, self.V, learning_rate, self.regularization, epoch,
                                             sub_epoch, self.global_mean, self.user_bias, self.item_bias,
                                             *self.accumulators, warm_up, self.threads)
-            # AdaGrad's accumulators can overflow before any error does.
-            if not math.isfinite(squared_errors) or (
-                    self.adagrad and not all(np.isfinite(a).all() for a in self.accumulators)):
+            if not math.isfinite(squared_errors):
                 return {"loss": math.inf}
             seen += squared_errors
+        # AdaGrad's accumulators can overflow before any error does; an infinite one only stops
+        # its row (a step of 0) until the epoch ends and is rolled back.
+        if self.adagrad and not all(math.isfinite(float(a.max())) for a in self.accumulators):
+            return {"loss": math.inf}
         if self.exact:
             return self.record(*self.objective())
         # The penalty of factors that overflowed is not finite: divergence is still caught at once.

@@ -10,6 +10,8 @@ estimator holds is always consistent: its factors and its history describe the s
 from __future__ import annotations
 
 import dataclasses
+import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -181,3 +183,38 @@ def new_native(dtype: str, n_users: int, n_items: int, n_factors: int) -> Any:
     """A native model (zeroed) of that size and precision."""
     native_class = _core.ModelFloat32 if dtype == "float32" else _core.ModelFloat64
     return native_class(n_users, n_items, n_factors)
+
+
+#: Rows of factors drawn from one random stream by draw_normal: the streams, not the threads, fix
+#: the draws, so that they are the same for any thread count.
+ROWS_PER_STREAM = 1 << 14
+
+
+def draw_normal(arrays: tuple[np.ndarray, ...], seed: int, std: float, mean: float, threads: int) -> list[float]:
+    """Fills each 2-D array in place with N(mean, std^2) draws; returns each array's largest
+    magnitude (not finite when a draw is not). Every ROWS_PER_STREAM rows of each array have their
+    own stream of SeedSequence(seed), drawn on up to `threads` threads (0: all cores): NumPy
+    releases the GIL while it draws, and one stream drawing U of 200,000 x 32 took 55 ms."""
+    parts = [(index, array[start:start + ROWS_PER_STREAM]) for index, array in enumerate(arrays)
+             for start in range(0, len(array), ROWS_PER_STREAM)]
+    streams = np.random.SeedSequence(seed).spawn(len(parts))
+
+    def fill(part: np.ndarray, stream: np.random.SeedSequence) -> float:
+        np.random.default_rng(stream).standard_normal(out=part, dtype=part.dtype)
+        with np.errstate(over="ignore", invalid="ignore"):
+            part *= std
+            part += mean
+        # max and min are NaN when any draw is: a NaN is not lost.
+        return max(float(part.max()), -float(part.min())) if part.size else 0.0
+
+    workers = min(len(parts), threads if threads > 0 else _core.available_threads())
+    if workers <= 1:
+        magnitudes = list(map(fill, [part for _, part in parts], streams))
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            magnitudes = list(pool.map(fill, [part for _, part in parts], streams))
+    largest = [0.0] * len(arrays)
+    for (index, _), magnitude in zip(parts, magnitudes):
+        # NaN wins: max() would keep whichever came first.
+        largest[index] = magnitude if math.isnan(magnitude) or magnitude > largest[index] else largest[index]
+    return largest
