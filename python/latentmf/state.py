@@ -195,8 +195,8 @@ def draw_normal(arrays: tuple[np.ndarray, ...], seed: int, std: float, mean: flo
     magnitude (not finite when a draw is not). Every ROWS_PER_STREAM rows of each array have their
     own stream of SeedSequence(seed), drawn on up to `threads` threads (0: all cores): NumPy
     releases the GIL while it draws, and one stream drawing U of 200,000 x 32 took 55 ms."""
-    parts = [(index, array[start:start + ROWS_PER_STREAM]) for index, array in enumerate(arrays)
-             for start in range(0, len(array), ROWS_PER_STREAM)]
+    parts = [(index, start) for index, array in enumerate(arrays) for start in range(0, len(array), ROWS_PER_STREAM)]
+    slices = [arrays[index][start:start + ROWS_PER_STREAM] for index, start in parts]
     streams = np.random.SeedSequence(seed).spawn(len(parts))
 
     def fill(part: np.ndarray, stream: np.random.SeedSequence) -> float:
@@ -205,14 +205,14 @@ def draw_normal(arrays: tuple[np.ndarray, ...], seed: int, std: float, mean: flo
             part *= std
             part += mean
         # max and min are NaN when any draw is: a NaN is not lost.
-        return max(float(part.max()), -float(part.min())) if part.size else 0.0
+        return max(float(part.max()), -float(part.min()))
 
     workers = min(len(parts), threads if threads > 0 else _core.available_threads())
     if workers <= 1:
-        magnitudes = list(map(fill, [part for _, part in parts], streams))
+        magnitudes = list(map(fill, slices, streams))
     else:
         with ThreadPoolExecutor(workers) as pool:
-            magnitudes = list(pool.map(fill, [part for _, part in parts], streams))
+            magnitudes = list(pool.map(fill, slices, streams))
     largest = [0.0] * len(arrays)
     for (index, _), magnitude in zip(parts, magnitudes):
         # NaN wins: max() would keep whichever came first.
