@@ -7,7 +7,8 @@
    Surprise (SVD, SVD++) and cmfrec (CMF, k 32, the best regularization of a small grid chosen on
    the test set, as its table in the issue was made).
 2. The cost of one Gibbs sweep against one myFM iteration at the same rank (10), measured in the
-   same run, alternating, --rounds rounds: seconds per iteration and the median ratio.
+   same run, alternating, --rounds rounds: seconds per iteration and the median ratio; without
+   implicit feedback, then with it on both sides.
 3. With --synthetic: on latentmf.datasets.synthetic(200000, 20000, 10_000_000) split 90/10 (9M
    ratings), the default SGD fit's test RMSE and time, and the time ALS takes to reach that RMSE
    (its test RMSE after every epoch), in one run.
@@ -153,34 +154,39 @@ def _cmfrec(train: latentmf.Ratings, test: latentmf.Ratings) -> tuple[float, flo
 
 def sweep_cost(train: latentmf.Ratings, rounds: int) -> None:
     """Seconds per Gibbs iteration at rank 10: latentmf's sweep (on every core, its default, and on
-    one) against myFM's (which runs on one core), interleaved."""
+    one) against myFM's (which runs on one core), interleaved; without implicit feedback
+    (implicit_links=0 against user and item one-hot) and with it (the default links against myFM
+    with each user's rated items as features)."""
     try:
         import myfm  # noqa: F401
     except ImportError:
         return
-    X = _features(train.users, train.items, train, implicit=False)
     iterations = 50
 
-    def ours(threads: int | None) -> Callable[[], float]:
+    def ours(threads: int | None, links: float) -> Callable[[], float]:
         model = latentmf.MatrixFactorization(10, solver="gibbs", epochs=iterations, burn_in=iterations - 1,
-                                             threads=threads)
+                                             threads=threads, implicit_links=links)
         return lambda: timed(lambda: model.fit(train))[1] / iterations
 
-    def theirs() -> float:
-        return timed(lambda: _quiet_myfm(X, train.values, iterations, 1))[1] / iterations
+    def theirs(implicit: bool) -> Callable[[], float]:
+        X = _features(train.users, train.items, train, implicit=implicit)
+        return lambda: timed(lambda: _quiet_myfm(X, train.values, iterations, 1))[1] / iterations
 
-    runs = {"latentmf gibbs sweep, default threads": ours(None), "latentmf gibbs sweep, 1 thread": ours(1),
-            "myFM iteration (1 thread)": theirs}
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(rounds):
-        for name, run in runs.items():
-            times[name].append(run())
-    mine = times["myFM iteration (1 thread)"]
-    print_table(f"One Gibbs iteration at rank 10 on u1.base ({rounds} rounds, interleaved)",
-                ["system", "ms per iteration, by round", "latentmf / myFM (median of the rounds' ratios)"],
-                [[name, " ".join(f"{1e3 * s:.1f}" for s in seconds),
-                  f"{statistics.median(a / b for a, b in zip(seconds, mine)):.2f}" if "latentmf" in name else ""]
-                 for name, seconds in times.items()])
+    for label, links, implicit in (("", 0.0, False), (", implicit feedback", 1.0, True)):
+        runs = {f"latentmf gibbs sweep{label}, default threads": ours(None, links),
+                f"latentmf gibbs sweep{label}, 1 thread": ours(1, links),
+                f"myFM iteration{label} (1 thread)": theirs(implicit)}
+        times: dict[str, list[float]] = {name: [] for name in runs}
+        for _ in range(rounds):
+            for name, run in runs.items():
+                times[name].append(run())
+        mine = times[f"myFM iteration{label} (1 thread)"]
+        print_table(f"One Gibbs iteration at rank 10 on u1.base{label} ({rounds} rounds, interleaved; latentmf "
+                    f"implicit_links={links})",
+                    ["system", "ms per iteration, by round", "latentmf / myFM (median of the rounds' ratios)"],
+                    [[name, " ".join(f"{1e3 * s:.1f}" for s in seconds),
+                      f"{statistics.median(a / b for a, b in zip(seconds, mine)):.2f}" if "latentmf" in name else ""]
+                     for name, seconds in times.items()])
 
 
 def synthetic() -> None:

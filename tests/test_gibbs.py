@@ -37,6 +37,109 @@ def test_a_native_sweep_equals_the_reference_given_the_same_draws(rng, dtype, bi
         assert_close(got, want, dtype, scale=float(np.abs(want).max()) + 1.0)
 
 
+def _links(rng, n_users, n_items, order):
+    return 0.2 * rng.standard_normal((n_items, order)), 0.2 * rng.standard_normal((n_users, order))
+
+
+@pytest.mark.parametrize("dtype, biases, threads", [(np.float64, False, 1), (np.float64, True, 3),
+                                                    (np.float32, True, 2), (np.float32, False, 1)])
+def test_a_native_sweep_with_implicit_links_equals_the_reference(rng, dtype, biases, threads):
+    # 25 items for 20 that have ratings, and users without ratings: links and rows of empty columns too.
+    ratings = random_ratings(rng, 30, 25, 250, value_dtype=dtype)
+    ratings = latentmf.Ratings(ratings.users[ratings.users < 27], ratings.items[ratings.users < 27],
+                               ratings.values[ratings.users < 27], 30, 25)
+    U, V, bias = _chain(rng, 30, 25, 4, dtype, biases)
+    links = _links(rng, 30, 25, 4 + biases)
+    twin_U, twin_V, twin_links = U.copy(), V.copy(), (links[0].copy(), links[1].copy())
+    twin_bias = None if bias is None else (bias[0], bias[1].copy(), bias[2].copy())
+    native = latentmf.gibbs_sweep(ratings, U, V, np.random.default_rng(7), noise_precision=2.0, biases=bias,
+                                  links=links, link_regularization=1.5, threads=threads)
+    expected = reference.gibbs_sweep(ratings, twin_U, twin_V, np.random.default_rng(7), noise_precision=2.0,
+                                     biases=twin_bias, links=twin_links, link_regularization=1.5)
+    assert_close(native[0], expected[0], dtype)
+    assert_close(native[1], expected[1], dtype)
+    for got, want in zip((U, V, *links) + (() if bias is None else bias[1:]), (twin_U, twin_V, *twin_links) + (
+            () if twin_bias is None else twin_bias[1:])):
+        assert_close(got, want, dtype, scale=float(np.abs(want).max()) + 1.0)
+    # The links moved, and a sweep without them is another draw.
+    assert not np.allclose(links[0], _links(np.random.default_rng(0), 30, 25, 4 + biases)[0])
+
+
+@pytest.mark.parametrize("side", ["users", "items"])
+def test_the_link_kernels_equal_the_reference(rng, side):
+    ratings = random_ratings(rng, 40, 30, 300)
+    n_rows, n_cols = (40, 30) if side == "users" else (30, 40)
+    index = ratings.native_index("float64")
+    links = rng.standard_normal((n_cols, 5))
+    np.testing.assert_allclose(latentmf._core.link_product(index, side, links),
+                               reference.link_product(ratings, side, links, n_rows), rtol=1e-12, atol=1e-12)
+    residual, noise = rng.standard_normal((n_rows, 5)), rng.standard_normal((n_cols, 5))
+    twin_residual, twin_links = residual.copy(), links.copy()
+    latentmf._core.link_sweep(index, side, residual, links, noise, 0.7)
+    reference.link_sweep(ratings, side, twin_residual, twin_links, noise, 0.7)
+    np.testing.assert_allclose(links, twin_links, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(residual, twin_residual, rtol=1e-10, atol=1e-10)
+
+
+def test_a_link_draw_has_its_conditional_mean_and_variance():
+    # One item rated by users of weights w = c^{-1/2}: given R, the link is drawn from
+    # N((w . R + s l) / (s + lambda), Lambda^{-1} / (s + lambda)) with s = |w|^2 (Lambda = I here).
+    users = np.array([0, 1, 1, 2, 2, 2])
+    items = np.array([0, 0, 1, 0, 1, 2])
+    ratings = latentmf.Ratings(users, items, np.ones(6), 3, 3)
+    index = ratings.native_index("float64")
+    A = np.array([[1.0, -2.0], [0.5, 0.5], [3.0, 1.0]])
+    w = 1 / np.sqrt([1.0, 2.0, 3.0])
+    draws = []
+    rng = np.random.default_rng(5)
+    for _ in range(20000):
+        links = np.zeros((3, 2))
+        links[1:] = [[0.3, 0.1], [-0.2, 0.4]]
+        residual = A.copy()
+        noise = np.zeros((3, 2))
+        noise[0] = rng.standard_normal(2)
+        latentmf._core.link_sweep(index, "users", residual, links, noise, 2.0)
+        draws.append(links[0].copy())
+    others = A - np.outer(w, [0, 0]) - np.array([[0, 0], w[1] * np.array([0.3, 0.1]),
+                                                  w[2] * (np.array([0.3, 0.1]) + np.array([-0.2, 0.4]))])
+    s = float(w @ w)
+    np.testing.assert_allclose(np.mean(draws, axis=0), w @ others / (s + 2.0), atol=0.02)
+    np.testing.assert_allclose(np.var(draws, axis=0), 1 / (s + 2.0), rtol=0.05)
+
+
+def test_the_normal_wishart_draw_counts_the_links():
+    """E[Lambda] = nu* W* with the links' scatter in W*^-1 and their count in nu*."""
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((30, 2)) + [1.0, -1.0]
+    links = 0.5 * rng.standard_normal((12, 2))
+    draws = [reference.normal_wishart_draw(X, rng, links=links, link_regularization=3.0)[1] for _ in range(4000)]
+    N, D = X.shape
+    centered = X - X.mean(axis=0)
+    inverse = np.eye(D) + centered.T @ centered + (2.0 * N / (2.0 + N)) * np.outer(X.mean(0), X.mean(0))
+    expected = (D + N + 12) * np.linalg.inv(inverse + 3.0 * links.T @ links)
+    np.testing.assert_allclose(np.mean(draws, axis=0), expected, rtol=0.05, atol=0.05 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("links, error, match", [
+    ((np.zeros((20, 4)),), TypeError, "tuple"),
+    ((np.zeros((20, 4), np.float32), np.zeros((30, 4))), TypeError, "user links"),
+    ((np.zeros((20, 5)), np.zeros((30, 4))), ValueError, "user links"),
+    ((np.zeros((20, 4)), np.full((30, 4), np.nan)), ValueError, "item links"),
+    ((np.zeros((20, 4)), np.zeros((30, 8))[:, ::2]), ValueError, "item links"),
+])
+def test_bad_links_are_refused_and_change_nothing(rng, links, error, match):
+    ratings = random_ratings(rng, 30, 20, 250)
+    U, V, _ = _chain(rng, 30, 20, 4, np.float64, False)
+    before = U.copy(), V.copy()
+    with pytest.raises(error, match=match):
+        latentmf.gibbs_sweep(ratings, U, V, np.random.default_rng(0), noise_precision=1.0, links=links)
+    with pytest.raises(ValueError, match="link_regularization"):
+        latentmf.gibbs_sweep(ratings, U, V, np.random.default_rng(0), noise_precision=1.0,
+                             links=(np.zeros((20, 4)), np.zeros((30, 4))), link_regularization=0.0)
+    np.testing.assert_array_equal(U, before[0])
+    np.testing.assert_array_equal(V, before[1])
+
+
 def test_the_normal_wishart_draws_have_their_posterior_mean():
     """E[Lambda] = nu* W* and E[mu] = mu* (averaged over many draws, against the formulas)."""
     rng = np.random.default_rng(3)

@@ -114,6 +114,25 @@ def test_gibbs_draw_matches_reference(rng, dtype, with_biases, side):
 
 
 @per_level
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("with_biases", [False, True])
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("rule", RULES)
+def test_row_vectors_match_reference(rng, dtype, with_biases, method, rule):
+    # Rows 0 and 3 have no ratings: they get A^{-1} (h + row vector) alone.
+    ratings, U, V, biases = _problem(rng, (30, 25, 200, 6), dtype, with_biases, implicit=rule == "implicit")
+    order = 6 + with_biases
+    row_vectors = rng.standard_normal((30, order)).astype(dtype)
+    options = _options(rule, method, side="users", row_vectors=row_vectors)
+    if method == "exact" and rule == "explicit":
+        options["noise"] = rng.standard_normal((30, order)).astype(dtype)
+    native, twin = _solve_both(ratings, U, V, biases, **options)
+    _assert_results_close(native, twin, dtype)
+    without = _solve_both(ratings, U, V, biases, **{**options, "row_vectors": None})[0]
+    assert not np.allclose(without[0], native[0])
+
+
+@per_level
 @pytest.mark.parametrize("confidence", ["linear", "log"])
 @pytest.mark.parametrize("exponent", [0.0, 0.5, 1.0])
 @pytest.mark.parametrize("method", METHODS)
@@ -475,6 +494,9 @@ BAD = [
      "shared_matrix"),
     ("nan shared_matrix", lambda w: _solve(w, shared_matrix=np.full((3, 3), np.nan)), ValueError, "shared_matrix"),
     ("shared_vector of the wrong shape", lambda w: _solve(w, shared_vector=np.ones(4)), ValueError, "shared_vector"),
+    ("row_vectors of the wrong shape", lambda w: _solve(w, row_vectors=np.ones((2, 3))), ValueError, "row_vectors"),
+    ("nan row_vectors", lambda w: _solve(w, row_vectors=np.full((w.U.shape[0], 3), np.nan)), ValueError,
+     "row_vectors"),
     ("nan shared_vector", lambda w: _solve(w, shared_vector=np.array([0.0, np.nan, 0.0])), ValueError,
      "shared_vector"),
     ("nan in the other side", lambda w: latentmf.solve_rows(w.ratings, w.U, np.full_like(w.V, np.nan), side="users",
@@ -521,8 +543,8 @@ def test_binding_checks_again_what_python_checks(rng):
     arguments = dict(index=index, side="users", U=world.U, V=world.V, rule="explicit", alpha=1.0,
                      confidence="linear", epsilon=1.0, precision=1.0, regularization=0.1,
                      regularization_exponent=1.0, row_regularization=None, global_mean=0.0, user_bias=None,
-                     item_bias=None, shared_matrix=None, shared_vector=None, method="exact", cg_steps=3, noise=None,
-                     threads=1)
+                     item_bias=None, shared_matrix=None, shared_vector=None, row_vectors=None, method="exact",
+                     cg_steps=3, noise=None, threads=1)
     before = world.U.copy()
     for name, value, match in [("rule", "x", "rule"), ("side", "x", "side"), ("method", "x", "method"),
                                ("alpha", -1.0, "alpha"), ("epsilon", 0.0, "epsilon"), ("cg_steps", 0, "cg_steps"),

@@ -4,14 +4,17 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "bindings.hpp"
 #include "convert.hpp"
 #include "latentmf/dispatch.hpp"
 #include "latentmf/compressed.hpp"
+#include "latentmf/links.hpp"
 #include "latentmf/rows.hpp"
 
 namespace latentmf::binding {
@@ -94,8 +97,8 @@ std::int64_t solve_rows(const RatingsIndex<Scalar>& index, const std::string& si
                         double epsilon, double precision, double regularization, double exponent,
                         const py::object& row_regularization, double global_mean, const py::object& user_bias,
                         const py::object& item_bias, const py::object& shared_matrix,
-                        const py::object& shared_vector, const std::string& method, int cg_steps,
-                        const py::object& noise, int threads) {
+                        const py::object& shared_vector, const py::object& per_row_vectors,
+                        const std::string& method, int cg_steps, const py::object& noise, int threads) {
   if (side != "users" && side != "items") throw py::value_error("side must be 'users' or 'items', got '" + side + "'");
   const bool users = side == "users";
   const auto f = factors_of<Scalar>(U, V, false);
@@ -107,7 +110,7 @@ std::int64_t solve_rows(const RatingsIndex<Scalar>& index, const std::string& si
   check_disjoint({{users ? "U" : "V", users ? py::object(U) : py::object(V)},
                   {users ? "V" : "U", users ? py::object(V) : py::object(U)},
                   {"user_bias", user_bias}, {"item_bias", item_bias}, {"shared_matrix", shared_matrix},
-                  {"shared_vector", shared_vector}, {"noise", noise}, {"regularization", row_regularization}});
+                  {"shared_vector", shared_vector}, {"row_vectors", per_row_vectors}, {"noise", noise}, {"regularization", row_regularization}});
   latentmf::RowSolve<Scalar> s;
   s.rows = entries_of(index, users);
   s.x_name = users ? "U" : "V";
@@ -126,6 +129,7 @@ std::int64_t solve_rows(const RatingsIndex<Scalar>& index, const std::string& si
   const std::int64_t order = s.order(), n_rows = s.rows.n_rows;
   s.shared_matrix = optional_array<Scalar>(shared_matrix, "shared_matrix", {order, order});
   s.shared_vector = optional_array<Scalar>(shared_vector, "shared_vector", {order});
+  s.row_vectors = optional_array<Scalar>(per_row_vectors, "row_vectors", {n_rows, order});
   s.noise = optional_array<Scalar>(noise, "noise", {n_rows, order});
   s.regularization = regularization_of<Scalar>(regularization, exponent, row_regularization, "regularization", n_rows);
   s.method = method_of(method);
@@ -184,15 +188,75 @@ py::tuple implicit_objective(const RatingsIndex<Scalar>& index, const py::array&
   return py::make_tuple(o.all_entries, o.observed, o.penalty);
 }
 
+// The implicit links of one side's prior (latentmf/links.hpp): side "users" links each user to the
+// items it rated, with the weights c_n^{-1/2} it fills in `weight`.
+template <class Scalar>
+latentmf::LinkEntries link_entries(const RatingsIndex<Scalar>& index, const std::string& side,
+                                   std::vector<double>& weight) {
+  if (side != "users" && side != "items") throw py::value_error("side must be 'users' or 'items', got '" + side + "'");
+  const bool users = side == "users";
+  const auto& own = users ? index.by_user : index.by_item;
+  const auto& columns = users ? index.by_item : index.by_user;
+  weight.assign(static_cast<std::size_t>(own.n_rows), 0.0);
+  for (std::int64_t n = 0; n < own.n_rows; ++n) {
+    const std::int64_t count = own.offsets[n + 1] - own.offsets[n];
+    if (count > 0) weight[n] = 1.0 / std::sqrt(double(count));
+  }
+  return {columns.offsets.data(), columns.cols.data(), weight.data(), columns.n_rows, own.n_rows};
+}
+
+// A float64 matrix of the given shape, every value finite.
+double* link_matrix(const py::array& a, const char* name, std::int64_t rows, std::int64_t cols, bool writeable) {
+  check_array<double>(a, name, 2, writeable);
+  if (a.shape(0) != rows || a.shape(1) != cols)
+    throw py::value_error(std::string(name) + " must have shape (" + std::to_string(rows) + ", " +
+                          std::to_string(cols) + "), got (" + std::to_string(a.shape(0)) + ", " +
+                          std::to_string(a.shape(1)) + ")");
+  auto* data = static_cast<double*>(const_cast<void*>(a.data()));
+  latentmf::check_finite(data, rows * cols, name, 1);
+  return data;
+}
+
+template <class Scalar>
+py::array_t<double> link_product(const RatingsIndex<Scalar>& index, const std::string& side, const py::array& links) {
+  std::vector<double> weight;
+  const latentmf::LinkEntries e = link_entries(index, side, weight);
+  if (links.ndim() != 2) throw py::value_error("links must be 2-dimensional");
+  const std::int64_t D = links.shape(1);
+  const double* l = link_matrix(links, "links", e.n_cols, D, false);
+  auto out = new_matrix<double>(e.n_rows, D, "the links' product");
+  py::gil_scoped_release release;
+  latentmf::link_product(e, l, D, out.mutable_data());
+  return out;
+}
+
+template <class Scalar>
+void link_sweep(const RatingsIndex<Scalar>& index, const std::string& side, const py::array& residual,
+                const py::array& links, const py::array& noise, double regularization) {
+  std::vector<double> weight;
+  const latentmf::LinkEntries e = link_entries(index, side, weight);
+  if (links.ndim() != 2) throw py::value_error("links must be 2-dimensional");
+  const std::int64_t D = links.shape(1);
+  check_disjoint({{"residual", residual}, {"links", links}, {"noise", noise}});
+  double* l = link_matrix(links, "links", e.n_cols, D, true);
+  double* r = link_matrix(residual, "residual", e.n_rows, D, true);
+  const double* z = link_matrix(noise, "noise", e.n_cols, D, false);
+  py::gil_scoped_release release;
+  latentmf::link_sweep(e, r, l, z, D, regularization);
+}
+
 template <class Scalar>
 void bind_scalar(py::module_& m) {
   m.def("solve_rows", &solve_rows<Scalar>, "index"_a, "side"_a, "U"_a, "V"_a, "rule"_a, "alpha"_a, "confidence"_a,
         "epsilon"_a, "precision"_a, "regularization"_a, "regularization_exponent"_a, "row_regularization"_a,
-        "global_mean"_a, "user_bias"_a, "item_bias"_a, "shared_matrix"_a, "shared_vector"_a, "method"_a,
+        "global_mean"_a, "user_bias"_a, "item_bias"_a, "shared_matrix"_a, "shared_vector"_a, "row_vectors"_a, "method"_a,
         "cg_steps"_a, "noise"_a, "threads"_a);
   m.def("implicit_objective", &implicit_objective<Scalar>, "index"_a, "U"_a, "V"_a, "alpha"_a, "confidence"_a,
         "epsilon"_a, "regularization"_a, "regularization_exponent"_a, "user_regularization"_a,
         "item_regularization"_a, "global_mean"_a, "user_bias"_a, "item_bias"_a, "threads"_a);
+  m.def("link_product", &link_product<Scalar>, "index"_a, "side"_a, "links"_a);
+  m.def("link_sweep", &link_sweep<Scalar>, "index"_a, "side"_a, "residual"_a, "links"_a, "noise"_a,
+        "regularization"_a);
 }
 
 }  // namespace

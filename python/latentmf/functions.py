@@ -213,8 +213,8 @@ def _regularization_arguments(regularization: Any, exponent: Any, default_expone
 def solve_rows(ratings: Any, U: np.ndarray, V: np.ndarray, *, side: str, rule: str, regularization: Any = 0.0,
                regularization_exponent: float | None = None, alpha: float = 1.0, confidence: str = "linear",
                epsilon: float = 1.0, precision: float = 1.0, biases: Any = None, shared_matrix: Any = None,
-               shared_vector: Any = None, method: str = "exact", cg_steps: int = 3, noise: Any = None,
-               threads: int | None = None) -> int:
+               shared_vector: Any = None, row_vectors: Any = None, method: str = "exact", cg_steps: int = 3,
+               noise: Any = None, threads: int | None = None) -> int:
     """Solves every row of one side for the other side fixed, in place: the half-step of ALS, iALS
     and Gibbs sampling (docs/model.md, "The row solver").
 
@@ -246,6 +246,8 @@ def solve_rows(ratings: Any, U: np.ndarray, V: np.ndarray, *, side: str, rule: s
     shared_matrix (P, F' x F' with F' = F + 1 with biases) and shared_vector (h, F'): for Gibbs
     sampling of Bayesian PMF (Salakhutdinov and Mnih 2008) the prior's precision Lambda and
     Lambda mu_0, with rule="explicit", precision = the noise precision and regularization=0.
+    row_vectors (n_rows x F'): row n's own addition to h, for a prior whose mean differs by row
+    (Lambda times the row's offset from mu_0: the implicit links of `gibbs_sweep`).
 
     method="exact": Cholesky A_n = R_n^T R_n and two triangular solves. With `noise` (n_rows x F',
     z ~ N(0, I) drawn by the caller, so that results never depend on threads) the row is a draw
@@ -275,13 +277,14 @@ def solve_rows(ratings: Any, U: np.ndarray, V: np.ndarray, *, side: str, rule: s
                                                  0.0 if rule == "implicit" else 1.0, "regularization", dtype, n_rows)
     shared_matrix = _symmetric(_read_only(shared_matrix, "shared_matrix", dtype, (order, order)), "shared_matrix")
     shared_vector = _read_only(shared_vector, "shared_vector", dtype, (order,))
+    row_vectors = _read_only(row_vectors, "row_vectors", dtype, (n_rows, order))
     noise = _read_only(noise, "noise", dtype, (n_rows, order))
     if noise is not None and method != "exact":
         raise ValueError("noise (a Gibbs draw) needs method='exact'")
     return _core.solve_rows(data.native_index(dtype), side, U, V, rule, as_real(alpha, "alpha", 0.0), confidence,
                             as_real(epsilon, "epsilon", 0.0, strict=True),
                             as_real(precision, "precision", 0.0, strict=True), lam, nu, per_row, global_mean,
-                            user_bias, item_bias, shared_matrix, shared_vector, method,
+                            user_bias, item_bias, shared_matrix, shared_vector, row_vectors, method,
                             as_integer(cg_steps, "cg_steps", 1, 2**31 - 1), noise, as_threads(threads))
 
 
@@ -336,29 +339,70 @@ def implicit_loss(ratings: Any, U: np.ndarray, V: np.ndarray, regularization: An
 
 
 def gibbs_sweep(ratings: Any, U: np.ndarray, V: np.ndarray, rng: np.random.Generator, *,
-                noise_precision: float, biases: Any = None, threads: int | None = None) -> tuple[float, float]:
+                noise_precision: float, biases: Any = None, links: Any = None, link_regularization: float = 1.0,
+                threads: int | None = None) -> tuple[float, float]:
     """One sweep of the Gibbs sampler of Bayesian PMF (Salakhutdinov and Mnih 2008), in place;
-    returns (the new noise precision, the squared errors of the new sample it was drawn from). The steps and the order of the draws from `rng` are those of
-    `reference.gibbs_sweep`; the rows are drawn by the native `solve_rows` (their Cholesky
-    factors), the small Normal-Wishart draws of each side's hyperparameters in NumPy
-    (`reference.normal_wishart_draw`). The same `rng` state gives the same model for any `threads`."""
-    from .reference import GIBBS_PRIOR, normal_wishart_draw
+    returns (the new noise precision, the squared errors of the new sample it was drawn from). The
+    steps and the order of the draws from `rng` are those of `reference.gibbs_sweep`; the rows are
+    drawn by the native `solve_rows` (their Cholesky factors), the small Normal-Wishart draws of each
+    side's hyperparameters in NumPy (`reference.normal_wishart_draw`).
+
+    links: None, or (user links, item links), C-contiguous float64 arrays of n_items x F' and
+    n_users x F' (F' = F + 1 with biases), changed in place: the implicit feedback of SVD++ as
+    links of the prior. A user's prior mean is then mu_U + c_n^{-1/2} times the sum of the user links
+    of the items it rated (c_n: its ratings), an item's likewise from the users who rated it; the
+    links have the prior N(0, (link_regularization Lambda)^-1) and are drawn one after the other
+    (natively, on one thread) after each side's rows. The same `rng` state gives the same model for
+    any `threads`."""
+    from .reference import GIBBS_PRIOR, link_draws, normal_wishart_draw
 
     data, dtype = _prepare(ratings, U, V)
     noise_precision = as_real(noise_precision, "noise_precision", 0.0, strict=True)
     global_mean, user_bias, item_bias = _bias_arguments(biases)
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
-    for side, factors, bias in (("users", U, user_bias), ("items", V, item_bias)):
+    order = U.shape[1] + (0 if biases is None else 1)
+    link_arrays = _links(links, order, data.n_items, data.n_users)
+    if links is not None:
+        link_regularization = as_real(link_regularization, "link_regularization", 0.0, strict=True)
+    index = data.native_index(dtype)
+    sides = (("users", U, user_bias, link_arrays[0]), ("items", V, item_bias, link_arrays[1]))
+    for side, factors, bias, link in sides:
         rows = factors if bias is None else np.column_stack([factors, bias])
-        mu, precision = normal_wishart_draw(rows, rng, GIBBS_PRIOR["beta0"])
+        offsets = None if link is None else _core.link_product(index, side, link)
+        mu, precision = normal_wishart_draw(rows if offsets is None else rows - offsets, rng, GIBBS_PRIOR["beta0"],
+                                            link, link_regularization)
         noise = rng.standard_normal(rows.shape, dtype=factors.dtype)
         solve_rows(data, U, V, side=side, rule="explicit", regularization=0.0, precision=noise_precision,
                    biases=biases, shared_matrix=precision.astype(dtype), shared_vector=(precision @ mu).astype(dtype),
-                   noise=noise, threads=threads)
+                   row_vectors=None if offsets is None else (offsets @ precision).astype(dtype), noise=noise,
+                   threads=threads)
+        if link is not None:
+            rows = factors if bias is None else np.column_stack([factors, bias])
+            _core.link_sweep(index, side, rows.astype(np.float64) - mu, link, link_draws(rng, precision, len(link)),
+                             link_regularization)
     squared_errors = 2.0 * loss(data, U, V, 0.0, biases=biases, threads=threads)
     shape = GIBBS_PRIOR["a0"] + len(data) / 2.0
     return float(rng.gamma(shape, 1.0 / (GIBBS_PRIOR["b0"] + squared_errors / 2.0))), squared_errors
+
+
+def _links(links: Any, order: int, n_items: int, n_users: int) -> tuple[Any, Any]:
+    """gibbs_sweep's (user links, item links), checked: float64, C-contiguous, writeable, finite, of
+    the shapes the ratings and factors ask for; (None, None) without links."""
+    if links is None:
+        return None, None
+    if not isinstance(links, tuple) or len(links) != 2:
+        raise TypeError("links must be None or a (user links, item links) tuple")
+    for name, link, rows in (("user links", links[0], n_items), ("item links", links[1], n_users)):
+        if not isinstance(link, np.ndarray) or link.dtype != np.float64:
+            raise TypeError(f"{name} must be a float64 numpy.ndarray")
+        if link.shape != (rows, order):
+            raise ValueError(f"{name} must have shape {(rows, order)}, got {link.shape}")
+        if not link.flags.c_contiguous or not link.flags.writeable:
+            raise ValueError(f"{name} must be C-contiguous and writeable")
+        if not np.isfinite(link).all():
+            raise ValueError(f"{name} must be finite")
+    return links
 
 
 def _bpr_grid(interactions: Any, blocks: int | None, seed: int, n_users: int | None = None,

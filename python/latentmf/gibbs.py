@@ -24,9 +24,6 @@ from .functions import gibbs_sweep
 from .state import DataSummary, FittedState, new_native
 from .training import Trainer
 
-#: The chain's arrays in FittedState.solver_state, by the native array they mirror.
-CHAIN = {"U": "U", "V": "V", "user_bias": "user_bias", "item_bias": "item_bias"}
-
 #: The noise precision the chain starts from: a noise standard deviation of about 0.7 stars.
 INITIAL_NOISE_PRECISION = 2.0
 
@@ -48,9 +45,23 @@ def check_memory_of(settings: Mapping[str, Any], n_users: int, n_items: int, sam
                                                                     "fewer epochs) or use fewer factors")
 
 
+def chain_layout(settings: Mapping[str, Any], n_users: int, n_items: int) -> dict[str, tuple[tuple[int, ...], str]]:
+    """The chain's arrays (FittedState.solver_state): name -> (shape, dtype name). The current
+    sample in the model's dtype; with implicit_links, the links (float64) of the users' prior (one
+    per item) and of the items' (one per user)."""
+    F, dtype = settings["factors"], np.dtype(settings["dtype"]).name
+    layout = {"U": ((n_users, F), dtype), "V": ((n_items, F), dtype)}
+    if settings["biases"]:
+        layout.update(user_bias=((n_users,), dtype), item_bias=((n_items,), dtype))
+    if settings["implicit_links"]:
+        order = F + (1 if settings["biases"] else 0)
+        layout.update(user_links=((n_items, order), "float64"), item_links=((n_users, order), "float64"))
+    return layout
+
+
 def new_chain(native: Any, data: DataSummary, settings: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """The chain's starting sample (U, V ~ N(0, init_std^2) from default_rng(seed), biases 0),
-    mirrored into the model's (zeroed) native arrays, whose global mean is the mean rating with
+    """The chain's starting sample (U, V ~ N(0, init_std^2) from default_rng(seed), biases 0, links
+    0), mirrored into the model's (zeroed) native arrays, whose global mean is the mean rating with
     biases."""
     rng = np.random.default_rng(settings["seed"])
     chain = {}
@@ -60,6 +71,9 @@ def new_chain(native: Any, data: DataSummary, settings: Mapping[str, Any]) -> di
         chain["user_bias"] = np.zeros(native.n_users, dtype=settings["dtype"])
         chain["item_bias"] = np.zeros(native.n_items, dtype=settings["dtype"])
         native.global_mean = data.mean
+    for name, (shape, dtype) in chain_layout(settings, native.n_users, native.n_items).items():
+        if name.endswith("_links"):
+            chain[name] = np.zeros(shape, dtype=dtype)
     native.U[:, :settings["factors"]] = chain["U"]
     native.V[:, :settings["factors"]] = chain["V"]
     return chain
@@ -102,8 +116,10 @@ class GibbsTrainer(Trainer):
         chain, settings = self.chain, self.settings
         biases = ((self.native.global_mean, chain["user_bias"], chain["item_bias"]) if settings["biases"] else None)
         rng = np.random.default_rng((settings["seed"], epoch))
+        links = (chain["user_links"], chain["item_links"]) if "user_links" in chain else None
         self.scalars[0], squared_errors = gibbs_sweep(self.data, chain["U"], chain["V"], rng,
                                                       noise_precision=float(self.scalars[0]), biases=biases,
+                                                      links=links, link_regularization=settings["implicit_links"] or 1.0,
                                                       threads=self.threads)
         self._record_sample(kept(settings, epoch + 1))
         return {"loss": 0.5 * squared_errors, "train_rmse": math.sqrt(squared_errors / len(self.data))}

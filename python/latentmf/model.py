@@ -127,6 +127,15 @@ class MatrixFactorization(FactorModel):
         values, never clipped: clipping would tie the best items and lose their order.
     burn_in : int, optional
         solver="gibbs": the sweeps before the first kept sample. None: 20 (see Defaults).
+    implicit_links : float, optional
+        solver="gibbs": the implicit feedback of SVD++ as links of the prior. A user's prior mean
+        becomes mu_U plus c^{-1/2} times the sum of a link vector of each item it rated (c: its
+        ratings), an item's likewise from the users who rated it, the links sampled too with the
+        prior N(0, (implicit_links Lambda)^-1) (`latentmf.gibbs_sweep`). Which items a user rated
+        then informs its factors, and which users rated an item the item's: on MovieLens 100k's
+        u1 split this takes the test RMSE from 0.905 to 0.888. 0 turns the links off. None: 1.0.
+        The links are drawn one after the other on one thread, each over its ratings' rows: on
+        9M ratings a sweep took 2.1 to 2.4 s with them and 0.46 s without (2 threads).
     exact_loss : bool
         How the SGD solvers fill ``history_``'s "loss" and "train_rmse". False: from the errors seen
         during the epoch, each before its update, and the penalty of the factors at the end of
@@ -136,7 +145,7 @@ class MatrixFactorization(FactorModel):
 
     Defaults
     --------
-    epochs, learning_rate, regularization, burn_in and init_std given as None (their defaults)
+    epochs, learning_rate, regularization, burn_in, implicit_links and init_std given as None (their defaults)
     take values that depend on the solver and on biases; ``get_params()`` keeps None, and
     ``settings_`` holds the values a fit used. With biases / without:
 
@@ -145,7 +154,8 @@ class MatrixFactorization(FactorModel):
     - "gd": 200 steps, lambda 0.07 / 0.03; the step is 1.0 / 0.5 divided by the most ratings of one
       user or item, as the busiest row's gradient sums that many terms.
     - "als": lambda 0.12; 15 alternations / 10.
-    - "gibbs": 100 sweeps, burn_in 20, init_std 0.1 (both); lambda 0.12 (ALS's) for fold_in.
+    - "gibbs": 100 sweeps, burn_in 20, init_std 0.1, implicit_links 1.0 (both); lambda 0.12
+      (ALS's) for fold_in.
 
     The other solvers start from init_std 0.01.
 
@@ -241,6 +251,7 @@ class MatrixFactorization(FactorModel):
         clip: bool = True,
         exact_loss: bool = False,
         burn_in: int | None = None,
+        implicit_links: float | None = None,
     ) -> None:
         self.factors = factors
         self.solver = solver
@@ -263,6 +274,7 @@ class MatrixFactorization(FactorModel):
         self.clip = clip
         self.exact_loss = exact_loss
         self.burn_in = burn_in
+        self.implicit_links = implicit_links
 
     def __sklearn_tags__(self) -> Any:
         # Only scikit-learn calls this, so only then is scikit-learn imported.
@@ -290,6 +302,8 @@ class MatrixFactorization(FactorModel):
             "blocks": DEFAULT_BLOCKS if self.blocks is None else as_integer(self.blocks, "blocks", 1, 1024),
             "unknown": self.unknown,
             "burn_in": None if self.burn_in is None else as_integer(self.burn_in, "burn_in", 0),
+            "implicit_links": None if self.implicit_links is None
+            else as_real(self.implicit_links, "implicit_links", 0.0),
         })
         settings = rating_solvers.with_defaults(settings)
         # The model computes in `dtype`: values it cannot hold are refused here, by name.
@@ -349,7 +363,7 @@ class MatrixFactorization(FactorModel):
     def _continue(self, state: FittedState, data: Ratings, settings: dict[str, Any],
                   epochs: int) -> tuple[FittedState, Trainer]:
         """Checks that training can continue on `data` for `epochs` more epochs; the trainer."""
-        structural = STRUCTURAL_SETTINGS + (("burn_in",) if settings["solver"] == "gibbs" else ())
+        structural = STRUCTURAL_SETTINGS + (("burn_in", "implicit_links") if settings["solver"] == "gibbs" else ())
         self._check_continuable(state, data, settings, structural)
         rating_solvers.check_values(data, settings["dtype"])
         rating_solvers.check_steps(settings, self._learning_rate(state, settings), state.epochs_run, epochs)
@@ -376,13 +390,10 @@ class MatrixFactorization(FactorModel):
         if state.settings["solver"] != "gibbs":
             super()._check_solver_state(state)
             return
-        expected = {"U": (state.data.n_users, state.settings["factors"]),
-                    "V": (state.data.n_items, state.settings["factors"])}
-        if state.biases:
-            expected.update(user_bias=(state.data.n_users,), item_bias=(state.data.n_items,))
-        shapes = {name: array.shape for name, array in state.solver_state.items()}
-        if shapes != expected or any(array.dtype != state.dtype for array in state.solver_state.values()):
-            raise ValueError(f"the Gibbs chain must be the arrays {expected} of {state.dtype}, got {shapes}")
+        expected = gibbs.chain_layout(state.settings, state.data.n_users, state.data.n_items)
+        found = {name: (array.shape, array.dtype.name) for name, array in state.solver_state.items()}
+        if found != expected:
+            raise ValueError(f"the Gibbs chain must be the arrays {expected} (shape, dtype), got {found}")
 
     @property
     def settings_(self) -> dict[str, Any]:

@@ -334,7 +334,10 @@ def _check_declared(format_name: Any, header: Any,
     if not isinstance(header, dict):
         raise ValueError("the state must be a JSON object")
     derived = _derived(header)
-    settings, layout, width = base.fitted_settings(format_name, _field(header, "settings", dict), derived)
+    saved = _field(header, "settings", dict)
+    if format_name == "latentmf.MatrixFactorization" and saved.get("solver") == "gibbs" and "implicit_links" not in saved:
+        saved = {**saved, "implicit_links": 0.0}  # saved before the links existed: a chain without them
+    settings, layout, width = base.fitted_settings(format_name, saved, derived)
     if header.get("arrays") != list(layout):
         raise ValueError(f"the state names the arrays {header.get('arrays')!r}, but a model of its settings has "
                          f"{list(layout)}")

@@ -22,7 +22,7 @@ STEPPED = ("adagrad", "sgd", "gd")
 #: The defaults of the hyper-parameters given as None, by (solver, biases), as `with_defaults`
 #: resolves them; MatrixFactorization's docstring says why each. They were chosen on a validation
 #: split of MovieLens 100k's u1.base at the default factors (32), the 9M synthetic set deciding
-#: between settings within 0.3% of the best (benchmarks/tune_rating.py). No burn_in outside "gibbs";
+#: between settings within 0.3% of the best (benchmarks/tune_rating.py). No burn_in or implicit_links outside "gibbs";
 #: "gibbs"'s regularization, ALS's, serves fold_in only (its ridge solve for a new user's row).
 DEFAULTS: dict[tuple[str, bool], dict[str, Any]] = {
     ("adagrad", True): {"epochs": 15, "regularization": 0.03, "init_std": 0.01},
@@ -33,8 +33,8 @@ DEFAULTS: dict[tuple[str, bool], dict[str, Any]] = {
     ("gd", False): {"epochs": 200, "regularization": 0.03, "init_std": 0.01},
     ("als", True): {"epochs": 15, "regularization": 0.12, "init_std": 0.01},
     ("als", False): {"epochs": 10, "regularization": 0.12, "init_std": 0.01},
-    ("gibbs", True): {"epochs": 100, "regularization": 0.12, "burn_in": 20, "init_std": 0.1},
-    ("gibbs", False): {"epochs": 100, "regularization": 0.12, "burn_in": 20, "init_std": 0.1},
+    ("gibbs", True): {"epochs": 100, "regularization": 0.12, "burn_in": 20, "init_std": 0.1, "implicit_links": 1.0},
+    ("gibbs", False): {"epochs": 100, "regularization": 0.12, "burn_in": 20, "init_std": 0.1, "implicit_links": 1.0},
 }
 
 #: The steps of AdaGrad and SGD when none is given, by (solver, biases).

@@ -247,6 +247,7 @@ def solve_rows(
     biases: Any = None,
     shared_matrix: Any = None,
     shared_vector: Any = None,
+    row_vectors: Any = None,
     method: str = "exact",
     cg_steps: int = 3,
     noise: Any = None,
@@ -256,7 +257,8 @@ def solve_rows(
 
         A_n = P + lambda_n I + sum_j w_j y~_j y~_j^T,   b_n = h + sum_j t_j y~_j,   x_n = A_n^{-1} b_n
 
-    with y~_j = y_j, or [y_j, 1] with biases (x_n = [x_n, bias_n]); o_j = mu + (other bias of j).
+    with y~_j = y_j, or [y_j, 1] with biases (x_n = [x_n, bias_n]); o_j = mu + (other bias of j);
+    `row_vectors` (n_rows x F') adds row n's own vector to h.
     ::
 
         rule "implicit": c_j = 1 + w_j, w_j = alpha r_j or alpha log(1 + r_j / epsilon),
@@ -331,6 +333,8 @@ def solve_rows(
         Yn, wn, tn = Y_tilde[cols[mine]], w[mine], t[mine]
         A = P + lam[n] * np.eye(order) + (Yn * wn[:, None]).T @ Yn
         b = h + Yn.T @ tn
+        if row_vectors is not None:
+            b = b + np.asarray(row_vectors[n], dtype=np.float64)
         singular_by_construction = not has_shared_matrix and lam[n] == 0 and len(mine) < order
         if method == "cg" and len(mine) > 0 and not singular_by_construction:
             start = X[n].astype(np.float64)
@@ -421,7 +425,8 @@ def implicit_loss(
 GIBBS_PRIOR = {"beta0": 2.0, "a0": 1.0, "b0": 1.0}
 
 
-def normal_wishart_draw(X: np.ndarray, rng: np.random.Generator, beta0: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
+def normal_wishart_draw(X: np.ndarray, rng: np.random.Generator, beta0: float = 2.0, links: np.ndarray | None = None,
+                        link_regularization: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """(mu, Lambda) drawn from their posterior given the rows of X (N x D), under the prior
     Normal-Wishart(0, beta0, I, D):
 
@@ -429,6 +434,10 @@ def normal_wishart_draw(X: np.ndarray, rng: np.random.Generator, beta0: float = 
         beta* = beta0 + N,  nu* = D + N,  mu* = N x_bar / beta*
         W*^-1 = I + N S + (beta0 N / beta*) x_bar x_bar^T
         Lambda ~ Wishart(W*, nu*),  mu ~ N(mu*, (beta* Lambda)^-1)
+
+    With `links` (K x D rows l_k of prior N(0, (link_regularization Lambda)^-1), `gibbs_sweep`'s
+    implicit links), Lambda is drawn given them too: nu* = D + N + K and W*^-1 gains
+    link_regularization sum_k l_k l_k^T.
 
     The draws, in this order: the Bartlett factor of the Wishart (D chi-square values with
     nu* - i degrees of freedom, then the D (D - 1) / 2 normals below its diagonal, row by row),
@@ -439,9 +448,14 @@ def normal_wishart_draw(X: np.ndarray, rng: np.random.Generator, beta0: float = 
     centered = X - mean
     beta = beta0 + N
     inverse_scale = np.eye(D) + centered.T @ centered + (beta0 * N / beta) * np.outer(mean, mean)
+    degrees = D + N
+    if links is not None:
+        links = np.asarray(links, dtype=np.float64)
+        inverse_scale += link_regularization * (links.T @ links)
+        degrees += len(links)
     scale_factor = np.linalg.cholesky(np.linalg.inv(inverse_scale))  # W* = L L^T
     bartlett = np.zeros((D, D))
-    bartlett[np.diag_indices(D)] = np.sqrt(rng.chisquare(D + N - np.arange(D)))
+    bartlett[np.diag_indices(D)] = np.sqrt(rng.chisquare(degrees - np.arange(D)))
     bartlett[np.tril_indices(D, -1)] = rng.standard_normal(D * (D - 1) // 2)
     root = scale_factor @ bartlett
     precision = root @ root.T  # Lambda = L A A^T L^T
@@ -449,8 +463,49 @@ def normal_wishart_draw(X: np.ndarray, rng: np.random.Generator, beta0: float = 
     return mu, precision
 
 
+def _link_entries(ratings: Any, side: str, n_rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows, cols, w) of one side's links: each rating joins its row (the user for "users") to its
+    column (the item), with the row's weight w_n = c_n^{-1/2} (c_n: the row's ratings)."""
+    users, items, _ = _triples(ratings)
+    rows, cols = (users, items) if side == "users" else (items, users)
+    counts = np.bincount(rows, minlength=n_rows).astype(np.float64)
+    weight = np.divide(1.0, np.sqrt(counts), out=np.zeros(n_rows), where=counts > 0)
+    return rows, cols, weight
+
+
+def link_product(ratings: Any, side: str, links: np.ndarray, n_rows: int) -> np.ndarray:
+    """X L (n_rows x D): row n gets w_n times the sum of the links of the columns of its ratings
+    (links: one row per column: per item for side="users")."""
+    rows, cols, weight = _link_entries(ratings, side, n_rows)
+    out = np.zeros((n_rows, links.shape[1]))
+    np.add.at(out, rows, weight[rows][:, None] * np.asarray(links, dtype=np.float64)[cols])
+    return out
+
+
+def link_sweep(ratings: Any, side: str, residual: np.ndarray, links: np.ndarray, noise: np.ndarray,
+               regularization: float) -> None:
+    """One sweep over the implicit links of `side`'s prior, in place (cpp/include/latentmf/links.hpp):
+    `residual` holds A (the rows minus mu) and gets A - X L with the new links. Column j after column
+    j - 1, each drawn given the others: with s_j = sum over its ratings' rows of w_n^2,
+
+        l_j <- (sum_n w_n R_n + s_j l_j) / (s_j + lambda) + noise_j / sqrt(s_j + lambda)
+
+    and R updated at once."""
+    rows, cols, weight = _link_entries(ratings, side, len(residual))
+    residual -= link_product(ratings, side, links, len(residual))
+    for j in range(len(links)):
+        mine = rows[cols == j]
+        w = weight[mine]
+        s = float(w @ w)
+        precision = s + regularization
+        drawn = (w @ residual[mine] + s * links[j]) / precision + noise[j] / np.sqrt(precision)
+        residual[mine] -= np.outer(w, drawn - links[j])
+        links[j] = drawn
+
+
 def gibbs_sweep(ratings: Any, U: np.ndarray, V: np.ndarray, rng: np.random.Generator, *,
-                noise_precision: float, biases: Any = None) -> tuple[float, float]:
+                noise_precision: float, biases: Any = None, links: Any = None,
+                link_regularization: float = 1.0) -> tuple[float, float]:
     """One sweep of the Gibbs sampler of Bayesian PMF, in place; returns (the new noise precision,
     the squared errors of the new sample it was drawn from).
 
@@ -466,20 +521,44 @@ def gibbs_sweep(ratings: Any, U: np.ndarray, V: np.ndarray, rng: np.random.Gener
     4. each item row, as the users' were, given the new user rows;
     5. alpha given the residuals, from Gamma(a0 + n / 2, rate b0 + sum (r - r_hat)^2 / 2).
 
+    With `links` = (user links, item links) (float64 arrays of n_items x D and n_users x D, changed
+    in place), each row's prior mean is mu + its implicit offset p_n = w_n sum_j l_j over the columns
+    j of its ratings (`link_product`; the items a user rated, the users who rated an item), the links
+    having the prior N(0, (link_regularization Lambda)^-1). Then step 1 draws from the rows minus
+    their offsets and the links (normal_wishart_draw's `links`), step 2 adds row_vectors = p_n
+    Lambda_U, and after it the links are drawn (`link_sweep`, from the new rows minus mu_U, with
+    noise e = z C^-1 for Lambda_U = C C^T and z an n_items x D array of standard normals in float64);
+    likewise for the items.
+
     The draws come from `rng` in that order (numpy's standard_normal for z, in U's dtype, and
     gamma for alpha)."""
     prior = GIBBS_PRIOR
-    sides = (("users", U, None if biases is None else biases[1]), ("items", V, None if biases is None else biases[2]))
-    for side, factors, bias in sides:
+    sides = (("users", U, None if biases is None else biases[1], None if links is None else links[0]),
+             ("items", V, None if biases is None else biases[2], None if links is None else links[1]))
+    for side, factors, bias, link in sides:
         rows = factors if bias is None else np.column_stack([factors, bias])
-        mu, precision = normal_wishart_draw(rows, rng, prior["beta0"])
+        offsets = None if link is None else link_product(ratings, side, link, len(rows))
+        mu, precision = normal_wishart_draw(rows if offsets is None else rows - offsets, rng, prior["beta0"], link,
+                                            link_regularization)
         noise = rng.standard_normal(rows.shape, dtype=factors.dtype)
         solve_rows(ratings, U, V, side=side, rule="explicit", regularization=0.0, precision=noise_precision,
                    biases=biases, shared_matrix=precision.astype(factors.dtype),
-                   shared_vector=(precision @ mu).astype(factors.dtype), noise=noise)
+                   shared_vector=(precision @ mu).astype(factors.dtype),
+                   row_vectors=None if offsets is None else (offsets @ precision).astype(factors.dtype), noise=noise)
+        if link is not None:
+            rows = factors if bias is None else np.column_stack([factors, bias])
+            link_noise = link_draws(rng, precision, len(link))
+            link_sweep(ratings, side, rows.astype(np.float64) - mu, link, link_noise, link_regularization)
     squared_errors = 2.0 * loss(ratings, U, V, 0.0, biases=biases)
     n = len(_triples(ratings)[2])
     return float(rng.gamma(prior["a0"] + n / 2.0, 1.0 / (prior["b0"] + squared_errors / 2.0))), squared_errors
+
+
+def link_draws(rng: np.random.Generator, precision: np.ndarray, count: int) -> np.ndarray:
+    """`count` draws of N(0, precision^-1), as rows: z C^-1 with precision = C C^T and z standard
+    normals (count x D, float64, from `rng`)."""
+    z = rng.standard_normal((count, len(precision)))
+    return np.ascontiguousarray(np.linalg.solve(np.linalg.cholesky(precision).T, z.T).T)
 
 
 def bpr_sub_epoch(

@@ -97,8 +97,9 @@ struct RowRegularization {
 // One call of the row solver. X (n_rows x F) is written, and read first as the starting point of
 // conjugate gradient; `bias` (n_rows, or null: no bias column) likewise. Null shared_matrix
 // (F' x F', F' = F + 1 with a bias column) and shared_vector (F') stand for the rule's own: the
-// sums over all rows of Y for implicit feedback, 0 for explicit ratings. `noise` (n_rows x F', or
-// null) asks for a Gibbs draw; only the exact method draws.
+// sums over all rows of Y for implicit feedback, 0 for explicit ratings. `row_vectors` (n_rows x F',
+// or null) adds a vector of each row's own to h (a Gibbs prior whose mean differs by row). `noise`
+// (n_rows x F', or null) asks for a Gibbs draw; only the exact method draws.
 template <class Scalar>
 struct RowSolve {
   RowEntries<Scalar> rows;
@@ -109,6 +110,7 @@ struct RowSolve {
   Scalar global_mean = 0;
   const Scalar* shared_matrix = nullptr;
   const Scalar* shared_vector = nullptr;
+  const Scalar* row_vectors = nullptr;
   RowRegularization<Scalar> regularization;
   Scalar* X = nullptr;
   Scalar* bias = nullptr;
@@ -224,6 +226,7 @@ void check_row_solve(const RowSolve<Scalar>& s, int threads) {
     check_symmetric(s.shared_matrix, order, "shared_matrix");
   }
   if (s.shared_vector) check_finite(s.shared_vector, order, "shared_vector", threads);
+  if (s.row_vectors) check_finite(s.row_vectors, s.rows.n_rows * order, "row_vectors", threads);
   if (s.method == RowMethod::conjugate_gradient) {
     require(s.cg_steps >= 1, "cg_steps must be >= 1, got ", s.cg_steps);
     require(!s.noise, "a Gibbs draw (noise) needs the exact method, not conjugate gradient");

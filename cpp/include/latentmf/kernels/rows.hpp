@@ -176,6 +176,14 @@ class RowSolver {
       }
   }
 
+  // Row n's own share of h (row_vectors), added to h's first F entries and to its bias entry.
+  void add_row_vector(std::int64_t n, Scalar* h, Scalar& h_bias) const {
+    if (!s_.row_vectors) return;
+    const Scalar* own = s_.row_vectors + n * s_.order();
+    for (std::int64_t i = 0; i < F_; ++i) h[i] += own[i];
+    if (bias_) h_bias += own[F_];
+  }
+
   // The system of row n in the scratch: A's F x F block (padded with the identity) in `system`
   // with b in column D and, with a bias column, A's border a = A[0:F][F] in column D + 1;
   // alpha_ = A[F][F] and beta_ = b[F]; `diagonal` holds A's diagonal.
@@ -199,6 +207,7 @@ class RowSolver {
     std::copy(shared_.border.begin(), shared_.border.end(), a);
     alpha_ = shared_.corner;
     beta_ = shared_.vector_bias;
+    add_row_vector(n, b, beta_);
     const auto& r = s_.rows;
     for (std::int64_t begin = r.offsets[n]; begin < r.offsets[n + 1]; begin += exact_capacity_) {
       const std::int64_t end = std::min(begin + exact_capacity_, r.offsets[n + 1]);
@@ -380,6 +389,7 @@ class RowSolver {
       // r = b - A x
       std::copy(shared_.vector.begin(), shared_.vector.end(), r);
       r_bias = shared_.vector_bias;
+      add_row_vector(n, r, r_bias);
       entry_pass(n, true, x, x_bias, r, r_bias, [](Scalar w, Scalar t, Scalar d) { return t - w * d; });
       add_shared_product(n, x, x_bias, r, r_bias, false);
       iterate(x, x_bias, r, r_bias, [&](const Scalar* p, Scalar p_bias, Scalar* q, Scalar& q_bias) {
