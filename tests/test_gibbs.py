@@ -199,3 +199,23 @@ def test_a_continued_chain_equals_one_run_and_burn_in_must_stay(planted):
     assert parts.U.shape[1] == 4 * 5
     with pytest.raises(ValueError, match="burn_in is 4 but the fitted model has 3"):
         parts.set_params(burn_in=4).partial_fit(epochs=1)
+
+
+def test_a_gibbs_model_saved_before_the_links_loads_and_continues_without_them(planted, tmp_path):
+    import json
+
+    train, _ = planted
+    params = {"solver": "gibbs", "burn_in": 2, "dtype": "float64", "seed": 4, "implicit_links": 0.0}
+    model = latentmf.MatrixFactorization(3, epochs=4, **params).fit(train)
+    path = tmp_path / "old.npz"
+    model.save(str(path))
+    with np.load(path, allow_pickle=False) as archive:
+        header = json.loads(str(archive["header"][()]))
+        arrays = {name: archive[name] for name in archive.files if name != "header"}
+    del header["params"]["implicit_links"], header["state"]["settings"]["implicit_links"]
+    np.savez(path, header=np.array(json.dumps(header)), **arrays)
+    loaded = latentmf.load(path)
+    assert loaded.get_params()["implicit_links"] == 0.0
+    whole = latentmf.MatrixFactorization(3, epochs=6, **params).fit(train)
+    np.testing.assert_array_equal(loaded.partial_fit(train, epochs=2).predict(train.users, train.items),
+                                  whole.predict(train.users, train.items))

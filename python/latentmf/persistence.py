@@ -225,6 +225,17 @@ def _read(file: IO[bytes]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     return header, arrays
 
 
+def _links_off_where_missing(header: dict[str, Any]) -> None:
+    """Gibbs models saved before implicit_links existed hold chains without links: their
+    hyper-parameters and settings get implicit_links=0, which says so."""
+    if header.get("format") != "latentmf.MatrixFactorization":
+        return
+    state = header.get("state")
+    for params in (header.get("params"), state.get("settings") if isinstance(state, dict) else None):
+        if isinstance(params, dict) and params.get("solver") == "gibbs":
+            params.setdefault("implicit_links", 0.0)
+
+
 def _current_form(header: Any) -> dict[str, Any]:
     """The header, checked to be a latentmf model's of a version this reads, as version 2 has it."""
     if not isinstance(header, dict):
@@ -234,6 +245,7 @@ def _current_form(header: Any) -> dict[str, Any]:
         raise ValueError(f"model file version {version!r} is not one this latentmf ({__version__}) reads "
                          f"(1 to {VERSION})")
     base.model_class(header.get("format"))
+    _links_off_where_missing(header)
     # The hyper-parameters must be ones the model class takes (they need not be those of the fit).
     settings, layout, _ = base.fitted_settings(header["format"], _field(header, "params", dict), {})
     if version == 2:
@@ -334,10 +346,7 @@ def _check_declared(format_name: Any, header: Any,
     if not isinstance(header, dict):
         raise ValueError("the state must be a JSON object")
     derived = _derived(header)
-    saved = _field(header, "settings", dict)
-    if format_name == "latentmf.MatrixFactorization" and saved.get("solver") == "gibbs" and "implicit_links" not in saved:
-        saved = {**saved, "implicit_links": 0.0}  # saved before the links existed: a chain without them
-    settings, layout, width = base.fitted_settings(format_name, saved, derived)
+    settings, layout, width = base.fitted_settings(format_name, _field(header, "settings", dict), derived)
     if header.get("arrays") != list(layout):
         raise ValueError(f"the state names the arrays {header.get('arrays')!r}, but a model of its settings has "
                          f"{list(layout)}")
