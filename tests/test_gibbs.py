@@ -71,14 +71,20 @@ def test_the_link_kernels_equal_the_reference(rng, side):
     n_rows, n_cols = (40, 30) if side == "users" else (30, 40)
     index = ratings.native_index("float64")
     links = rng.standard_normal((n_cols, 5))
-    np.testing.assert_allclose(latentmf._core.link_product(index, side, links),
-                               reference.link_product(ratings, side, links, n_rows), rtol=1e-12, atol=1e-12)
-    residual, noise = rng.standard_normal((n_rows, 5)), rng.standard_normal((n_cols, 5))
+    products = [latentmf._core.link_product(index, side, links, threads) for threads in (1, 2, 3)]
+    np.testing.assert_allclose(products[0], reference.link_product(ratings, side, links, n_rows), rtol=1e-12,
+                               atol=1e-12)
+    for product in products[1:]:
+        np.testing.assert_array_equal(product, products[0])
+    A, noise = rng.standard_normal((n_rows, 5)), rng.standard_normal((n_cols, 5))
+    residual = A - reference.link_product(ratings, side, links, n_rows)
     twin_residual, twin_links = residual.copy(), links.copy()
     latentmf._core.link_sweep(index, side, residual, links, noise, 0.7)
     reference.link_sweep(ratings, side, twin_residual, twin_links, noise, 0.7)
     np.testing.assert_allclose(links, twin_links, rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(residual, twin_residual, rtol=1e-10, atol=1e-10)
+    # On return the residuals are A - X L of the new links.
+    np.testing.assert_allclose(residual, A - reference.link_product(ratings, side, links, n_rows), atol=1e-10)
 
 
 def test_a_link_draw_has_its_conditional_mean_and_variance():
@@ -90,18 +96,19 @@ def test_a_link_draw_has_its_conditional_mean_and_variance():
     index = ratings.native_index("float64")
     A = np.array([[1.0, -2.0], [0.5, 0.5], [3.0, 1.0]])
     w = 1 / np.sqrt([1.0, 2.0, 3.0])
+    start = np.zeros((3, 2))
+    start[1:] = [[0.3, 0.1], [-0.2, 0.4]]
+    start_residual = A - reference.link_product(ratings, "users", start, 3)
     draws = []
     rng = np.random.default_rng(5)
     for _ in range(20000):
-        links = np.zeros((3, 2))
-        links[1:] = [[0.3, 0.1], [-0.2, 0.4]]
-        residual = A.copy()
+        links, residual = start.copy(), start_residual.copy()
         noise = np.zeros((3, 2))
         noise[0] = rng.standard_normal(2)
         latentmf._core.link_sweep(index, "users", residual, links, noise, 2.0)
         draws.append(links[0].copy())
-    others = A - np.outer(w, [0, 0]) - np.array([[0, 0], w[1] * np.array([0.3, 0.1]),
-                                                  w[2] * (np.array([0.3, 0.1]) + np.array([-0.2, 0.4]))])
+    # The residuals without link 0: user 1 also rated item 1, user 2 items 1 and 2.
+    others = A - np.array([[0.0, 0.0], w[1] * start[1], w[2] * (start[1] + start[2])])
     s = float(w @ w)
     np.testing.assert_allclose(np.mean(draws, axis=0), w @ others / (s + 2.0), atol=0.02)
     np.testing.assert_allclose(np.var(draws, axis=0), 1 / (s + 2.0), rtol=0.05)

@@ -202,7 +202,8 @@ latentmf::LinkEntries link_entries(const RatingsIndex<Scalar>& index, const std:
     const std::int64_t count = own.offsets[n + 1] - own.offsets[n];
     if (count > 0) weight[n] = 1.0 / std::sqrt(double(count));
   }
-  return {columns.offsets.data(), columns.cols.data(), weight.data(), columns.n_rows, own.n_rows};
+  return {columns.offsets.data(), columns.cols.data(), own.offsets.data(), own.cols.data(), weight.data(),
+          columns.n_rows, own.n_rows};
 }
 
 // A float64 matrix of the given shape, every value finite.
@@ -218,15 +219,17 @@ double* link_matrix(const py::array& a, const char* name, std::int64_t rows, std
 }
 
 template <class Scalar>
-py::array_t<double> link_product(const RatingsIndex<Scalar>& index, const std::string& side, const py::array& links) {
+py::array_t<double> link_product(const RatingsIndex<Scalar>& index, const std::string& side, const py::array& links,
+                                 int threads) {
   std::vector<double> weight;
   const latentmf::LinkEntries e = link_entries(index, side, weight);
   if (links.ndim() != 2) throw py::value_error("links must be 2-dimensional");
   const std::int64_t D = links.shape(1);
   const double* l = link_matrix(links, "links", e.n_cols, D, false);
   auto out = new_matrix<double>(e.n_rows, D, "the links' product");
+  const int t = latentmf::resolve_threads(threads);
   py::gil_scoped_release release;
-  latentmf::link_product(e, l, D, out.mutable_data());
+  latentmf::link_product(e, l, D, out.mutable_data(), t);
   return out;
 }
 
@@ -254,7 +257,7 @@ void bind_scalar(py::module_& m) {
   m.def("implicit_objective", &implicit_objective<Scalar>, "index"_a, "U"_a, "V"_a, "alpha"_a, "confidence"_a,
         "epsilon"_a, "regularization"_a, "regularization_exponent"_a, "user_regularization"_a,
         "item_regularization"_a, "global_mean"_a, "user_bias"_a, "item_bias"_a, "threads"_a);
-  m.def("link_product", &link_product<Scalar>, "index"_a, "side"_a, "links"_a);
+  m.def("link_product", &link_product<Scalar>, "index"_a, "side"_a, "links"_a, "threads"_a);
   m.def("link_sweep", &link_sweep<Scalar>, "index"_a, "side"_a, "residual"_a, "links"_a, "noise"_a,
         "regularization"_a);
 }

@@ -369,7 +369,7 @@ def gibbs_sweep(ratings: Any, U: np.ndarray, V: np.ndarray, rng: np.random.Gener
     sides = (("users", U, user_bias, link_arrays[0]), ("items", V, item_bias, link_arrays[1]))
     for side, factors, bias, link in sides:
         rows = factors if bias is None else np.column_stack([factors, bias])
-        offsets = None if link is None else _core.link_product(index, side, link)
+        offsets = None if link is None else _core.link_product(index, side, link, as_threads(threads))
         mu, precision = normal_wishart_draw(rows if offsets is None else rows - offsets, rng, GIBBS_PRIOR["beta0"],
                                             link, link_regularization)
         noise = rng.standard_normal(rows.shape, dtype=factors.dtype)
@@ -378,9 +378,12 @@ def gibbs_sweep(ratings: Any, U: np.ndarray, V: np.ndarray, rng: np.random.Gener
                    row_vectors=None if offsets is None else (offsets @ precision).astype(dtype), noise=noise,
                    threads=threads)
         if link is not None:
-            rows = factors if bias is None else np.column_stack([factors, bias])
-            _core.link_sweep(index, side, rows.astype(np.float64) - mu, link, link_draws(rng, precision, len(link)),
-                             link_regularization)
+            # The residuals A - X L of the new rows: rows - mu - their offsets, in place of one copy.
+            residual = factors.astype(np.float64) if bias is None else np.column_stack([factors, bias]).astype(
+                np.float64)
+            residual -= mu
+            residual -= offsets
+            _core.link_sweep(index, side, residual, link, link_draws(rng, precision, len(link)), link_regularization)
     squared_errors = 2.0 * loss(data, U, V, 0.0, biases=biases, threads=threads)
     shape = GIBBS_PRIOR["a0"] + len(data) / 2.0
     return float(rng.gamma(shape, 1.0 / (GIBBS_PRIOR["b0"] + squared_errors / 2.0))), squared_errors

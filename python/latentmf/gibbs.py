@@ -71,9 +71,12 @@ def new_chain(native: Any, data: DataSummary, settings: Mapping[str, Any]) -> di
         chain["user_bias"] = np.zeros(native.n_users, dtype=settings["dtype"])
         chain["item_bias"] = np.zeros(native.n_items, dtype=settings["dtype"])
         native.global_mean = data.mean
+    # The links start as a draw of their prior at the factors' scale, N(0, init_std^2 / lambda): from
+    # zero, the many links of the larger side (one per user on the items' prior) would enter the
+    # Wishart draw with no spread and inflate its precision, pinning the factors near zero.
     for name, (shape, dtype) in chain_layout(settings, native.n_users, native.n_items).items():
         if name.endswith("_links"):
-            chain[name] = np.zeros(shape, dtype=dtype)
+            chain[name] = settings["init_std"] / math.sqrt(settings["implicit_links"]) * rng.standard_normal(shape)
     native.U[:, :settings["factors"]] = chain["U"]
     native.V[:, :settings["factors"]] = chain["V"]
     return chain

@@ -485,14 +485,14 @@ def link_product(ratings: Any, side: str, links: np.ndarray, n_rows: int) -> np.
 def link_sweep(ratings: Any, side: str, residual: np.ndarray, links: np.ndarray, noise: np.ndarray,
                regularization: float) -> None:
     """One sweep over the implicit links of `side`'s prior, in place (cpp/include/latentmf/links.hpp):
-    `residual` holds A (the rows minus mu) and gets A - X L with the new links. Column j after column
-    j - 1, each drawn given the others: with s_j = sum over its ratings' rows of w_n^2,
+    `residual` holds A - X L (A: the rows minus mu; X L: `link_product`) and gets A - X L with the
+    new links. Column j after column j - 1, each drawn given the others: with s_j = sum over its
+    ratings' rows of w_n^2,
 
         l_j <- (sum_n w_n R_n + s_j l_j) / (s_j + lambda) + noise_j / sqrt(s_j + lambda)
 
     and R updated at once."""
     rows, cols, weight = _link_entries(ratings, side, len(residual))
-    residual -= link_product(ratings, side, links, len(residual))
     for j in range(len(links)):
         mine = rows[cols == j]
         w = weight[mine]
@@ -526,7 +526,7 @@ def gibbs_sweep(ratings: Any, U: np.ndarray, V: np.ndarray, rng: np.random.Gener
     j of its ratings (`link_product`; the items a user rated, the users who rated an item), the links
     having the prior N(0, (link_regularization Lambda)^-1). Then step 1 draws from the rows minus
     their offsets and the links (normal_wishart_draw's `links`), step 2 adds row_vectors = p_n
-    Lambda_U, and after it the links are drawn (`link_sweep`, from the new rows minus mu_U, with
+    Lambda_U, and after it the links are drawn (`link_sweep`, from the new rows minus mu_U and p_n, with
     noise e = z C^-1 for Lambda_U = C C^T and z an n_items x D array of standard normals in float64);
     likewise for the items.
 
@@ -548,17 +548,17 @@ def gibbs_sweep(ratings: Any, U: np.ndarray, V: np.ndarray, rng: np.random.Gener
         if link is not None:
             rows = factors if bias is None else np.column_stack([factors, bias])
             link_noise = link_draws(rng, precision, len(link))
-            link_sweep(ratings, side, rows.astype(np.float64) - mu, link, link_noise, link_regularization)
+            link_sweep(ratings, side, rows.astype(np.float64) - mu - offsets, link, link_noise, link_regularization)
     squared_errors = 2.0 * loss(ratings, U, V, 0.0, biases=biases)
     n = len(_triples(ratings)[2])
     return float(rng.gamma(prior["a0"] + n / 2.0, 1.0 / (prior["b0"] + squared_errors / 2.0))), squared_errors
 
 
 def link_draws(rng: np.random.Generator, precision: np.ndarray, count: int) -> np.ndarray:
-    """`count` draws of N(0, precision^-1), as rows: z C^-1 with precision = C C^T and z standard
-    normals (count x D, float64, from `rng`)."""
+    """`count` draws of N(0, precision^-1), as rows: z C^-1 with precision = C C^T (C lower
+    triangular) and z standard normals (count x D, float64, from `rng`)."""
     z = rng.standard_normal((count, len(precision)))
-    return np.ascontiguousarray(np.linalg.solve(np.linalg.cholesky(precision).T, z.T).T)
+    return z @ np.linalg.inv(np.linalg.cholesky(precision))
 
 
 def bpr_sub_epoch(
