@@ -41,16 +41,21 @@ def _links(rng, n_users, n_items, order):
     return 0.2 * rng.standard_normal((n_items, order)), 0.2 * rng.standard_normal((n_users, order))
 
 
-@pytest.mark.parametrize("dtype, biases, threads", [(np.float64, False, 1), (np.float64, True, 3),
-                                                    (np.float32, True, 2), (np.float32, False, 1)])
-def test_a_native_sweep_with_implicit_links_equals_the_reference(rng, dtype, biases, threads):
+@pytest.mark.parametrize("dtype, biases, threads, sides", [(np.float64, False, 1, "both"), (np.float64, True, 3, "both"),
+                                                           (np.float32, True, 2, "both"), (np.float32, False, 1, "both"),
+                                                           (np.float64, True, 2, "users"),
+                                                           (np.float32, False, 2, "items")])
+def test_a_native_sweep_with_implicit_links_equals_the_reference(rng, dtype, biases, threads, sides):
     # 25 items for 20 that have ratings, and users without ratings: links and rows of empty columns too.
     ratings = random_ratings(rng, 30, 25, 250, value_dtype=dtype)
     ratings = latentmf.Ratings(ratings.users[ratings.users < 27], ratings.items[ratings.users < 27],
                                ratings.values[ratings.users < 27], 30, 25)
     U, V, bias = _chain(rng, 30, 25, 4, dtype, biases)
+    start = U.copy(), V.copy(), None if bias is None else (bias[0], bias[1].copy(), bias[2].copy())
     links = _links(rng, 30, 25, 4 + biases)
-    twin_U, twin_V, twin_links = U.copy(), V.copy(), (links[0].copy(), links[1].copy())
+    links = (links[0] if sides != "items" else None, links[1] if sides != "users" else None)
+    twin_U, twin_V = U.copy(), V.copy()
+    twin_links = tuple(None if link is None else link.copy() for link in links)
     twin_bias = None if bias is None else (bias[0], bias[1].copy(), bias[2].copy())
     native = latentmf.gibbs_sweep(ratings, U, V, np.random.default_rng(7), noise_precision=2.0, biases=bias,
                                   links=links, link_regularization=1.5, threads=threads)
@@ -58,11 +63,14 @@ def test_a_native_sweep_with_implicit_links_equals_the_reference(rng, dtype, bia
                                      biases=twin_bias, links=twin_links, link_regularization=1.5)
     assert_close(native[0], expected[0], dtype)
     assert_close(native[1], expected[1], dtype)
-    for got, want in zip((U, V, *links) + (() if bias is None else bias[1:]), (twin_U, twin_V, *twin_links) + (
+    present = [link for link in links if link is not None]
+    twin_present = [link for link in twin_links if link is not None]
+    for got, want in zip((U, V, *present) + (() if bias is None else bias[1:]), (twin_U, twin_V, *twin_present) + (
             () if twin_bias is None else twin_bias[1:])):
         assert_close(got, want, dtype, scale=float(np.abs(want).max()) + 1.0)
-    # The links moved, and a sweep without them is another draw.
-    assert not np.allclose(links[0], _links(np.random.default_rng(0), 30, 25, 4 + biases)[0])
+    # From the same start and draws, the sweep without links gives another sample.
+    latentmf.gibbs_sweep(ratings, start[0], start[1], np.random.default_rng(7), noise_precision=2.0, biases=start[2])
+    assert not (np.allclose(start[0], U) and np.allclose(start[1], V))
 
 
 @pytest.mark.parametrize("side", ["users", "items"])
@@ -226,3 +234,24 @@ def test_a_gibbs_model_saved_before_the_links_loads_and_continues_without_them(p
     whole = latentmf.MatrixFactorization(3, epochs=6, **params).fit(train)
     np.testing.assert_array_equal(loaded.partial_fit(train, epochs=2).predict(train.users, train.items),
                                   whole.predict(train.users, train.items))
+
+
+def test_links_leave_the_factors_free_when_one_side_has_many_more_rows():
+    # 4000 users for 20 items: the items' prior has 4000 links. Started at zero they entered the
+    # Wishart draw of Lambda_V with no spread and pinned the item factors near zero; started from
+    # their prior, the chain fits the planted model as well as without links.
+    rng = np.random.default_rng(12)
+    X, Y = rng.standard_normal((4000, 2)), rng.standard_normal((20, 2))
+    observed = rng.random((4000, 20)) < 0.3
+    users, items = np.nonzero(observed)
+    values = np.sum(X[users] * Y[items], axis=1) + 0.3 * rng.standard_normal(len(users))
+    train, test = latentmf.Ratings(users, items, values, 4000, 20).split(0.2, seed=1)
+
+    def rmse(links):
+        model = latentmf.MatrixFactorization(2, solver="gibbs", epochs=30, burn_in=10, biases=False,
+                                             dtype="float64", clip=False, implicit_links=links).fit(train)
+        return float(np.sqrt(np.mean((model.predict(test.users, test.items) - test.values) ** 2)))
+
+    with_links = rmse(1.0)
+    assert with_links < 1.05 * rmse(0.0)
+    assert with_links < 0.7  # pinned item factors gave 1.88

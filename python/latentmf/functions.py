@@ -348,8 +348,8 @@ def gibbs_sweep(ratings: Any, U: np.ndarray, V: np.ndarray, rng: np.random.Gener
     side's hyperparameters in NumPy (`reference.normal_wishart_draw`).
 
     links: None, or (user links, item links), C-contiguous float64 arrays of n_items x F' and
-    n_users x F' (F' = F + 1 with biases), changed in place: the implicit feedback of SVD++ as
-    links of the prior. A user's prior mean is then mu_U + c_n^{-1/2} times the sum of the user links
+    n_users x F' (F' = F + 1 with biases), either None for a side without, changed in place: the
+    implicit feedback of SVD++ as links of the prior. A user's prior mean is then mu_U + c_n^{-1/2} times the sum of the user links
     of the items it rated (c_n: its ratings), an item's likewise from the users who rated it; the
     links have the prior N(0, (link_regularization Lambda)^-1) and are drawn one after the other
     (natively, on one thread) after each side's rows. The same `rng` state gives the same model for
@@ -363,7 +363,7 @@ def gibbs_sweep(ratings: Any, U: np.ndarray, V: np.ndarray, rng: np.random.Gener
         raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
     order = U.shape[1] + (0 if biases is None else 1)
     link_arrays = _links(links, order, data.n_items, data.n_users)
-    if links is not None:
+    if any(link is not None for link in link_arrays):
         link_regularization = as_real(link_regularization, "link_regularization", 0.0, strict=True)
     index = data.native_index(dtype)
     sides = (("users", U, user_bias, link_arrays[0]), ("items", V, item_bias, link_arrays[1]))
@@ -390,13 +390,15 @@ def gibbs_sweep(ratings: Any, U: np.ndarray, V: np.ndarray, rng: np.random.Gener
 
 
 def _links(links: Any, order: int, n_items: int, n_users: int) -> tuple[Any, Any]:
-    """gibbs_sweep's (user links, item links), checked: float64, C-contiguous, writeable, finite, of
-    the shapes the ratings and factors ask for; (None, None) without links."""
+    """gibbs_sweep's (user links, item links), checked: each None or float64, C-contiguous,
+    writeable, finite, of the shape the ratings and factors ask for; (None, None) without links."""
     if links is None:
         return None, None
     if not isinstance(links, tuple) or len(links) != 2:
         raise TypeError("links must be None or a (user links, item links) tuple")
     for name, link, rows in (("user links", links[0], n_items), ("item links", links[1], n_users)):
+        if link is None:
+            continue
         if not isinstance(link, np.ndarray) or link.dtype != np.float64:
             raise TypeError(f"{name} must be a float64 numpy.ndarray")
         if link.shape != (rows, order):

@@ -47,15 +47,21 @@ def check_memory_of(settings: Mapping[str, Any], n_users: int, n_items: int, sam
 
 def chain_layout(settings: Mapping[str, Any], n_users: int, n_items: int) -> dict[str, tuple[tuple[int, ...], str]]:
     """The chain's arrays (FittedState.solver_state): name -> (shape, dtype name). The current
-    sample in the model's dtype; with implicit_links, the links (float64) of the users' prior (one
-    per item) and of the items' (one per user)."""
+    sample in the model's dtype; with implicit_links, the links (float64) of each side's prior that
+    has at least as many rows as links: the users' (one link per item) when n_items <= n_users, the
+    items' (one per user) when n_users <= n_items. With more links than rows, the links' own spread
+    decides the draw of the side's precision, which then drifts with them and can pin the factors
+    near zero (4000 users and 20 items: test RMSE 1.88 against 0.58 without links)."""
     F, dtype = settings["factors"], np.dtype(settings["dtype"]).name
     layout = {"U": ((n_users, F), dtype), "V": ((n_items, F), dtype)}
     if settings["biases"]:
         layout.update(user_bias=((n_users,), dtype), item_bias=((n_items,), dtype))
     if settings["implicit_links"]:
         order = F + (1 if settings["biases"] else 0)
-        layout.update(user_links=((n_items, order), "float64"), item_links=((n_users, order), "float64"))
+        if n_items <= n_users:
+            layout["user_links"] = ((n_items, order), "float64")
+        if n_users <= n_items:
+            layout["item_links"] = ((n_users, order), "float64")
     return layout
 
 
@@ -119,7 +125,8 @@ class GibbsTrainer(Trainer):
         chain, settings = self.chain, self.settings
         biases = ((self.native.global_mean, chain["user_bias"], chain["item_bias"]) if settings["biases"] else None)
         rng = np.random.default_rng((settings["seed"], epoch))
-        links = (chain["user_links"], chain["item_links"]) if "user_links" in chain else None
+        links = ((chain.get("user_links"), chain.get("item_links"))
+                 if "user_links" in chain or "item_links" in chain else None)
         self.scalars[0], squared_errors = gibbs_sweep(self.data, chain["U"], chain["V"], rng,
                                                       noise_precision=float(self.scalars[0]), biases=biases,
                                                       links=links, link_regularization=settings["implicit_links"] or 1.0,

@@ -522,7 +522,7 @@ def gibbs_sweep(ratings: Any, U: np.ndarray, V: np.ndarray, rng: np.random.Gener
     5. alpha given the residuals, from Gamma(a0 + n / 2, rate b0 + sum (r - r_hat)^2 / 2).
 
     With `links` = (user links, item links) (float64 arrays of n_items x D and n_users x D, changed
-    in place), each row's prior mean is mu + its implicit offset p_n = w_n sum_j l_j over the columns
+    in place; either None for a side without), each row's prior mean is mu + its implicit offset p_n = w_n sum_j l_j over the columns
     j of its ratings (`link_product`; the items a user rated, the users who rated an item), the links
     having the prior N(0, (link_regularization Lambda)^-1). Then step 1 draws from the rows minus
     their offsets and the links (normal_wishart_draw's `links`), step 2 adds row_vectors = p_n
