@@ -349,10 +349,10 @@ def gibbs_sweep(ratings: Any, U: np.ndarray, V: np.ndarray, rng: np.random.Gener
 
     links: None, or (user links, item links), C-contiguous float64 arrays of n_items x F' and
     n_users x F' (F' = F + 1 with biases), either None for a side without, changed in place: the
-    implicit feedback of SVD++ as links of the prior. A user's prior mean is then mu_U + c_n^{-1/2} times the sum of the user links
-    of the items it rated (c_n: its ratings), an item's likewise from the users who rated it; the
-    links have the prior N(0, (link_regularization Lambda)^-1) and are drawn one after the other
-    (natively, on one thread) after each side's rows. The same `rng` state gives the same model for
+    implicit feedback of SVD++ as links of the prior. A user's prior mean is then mu_U + c_n^{-1/2}
+    times the sum of the user links of the items it rated (c_n: its ratings), an item's likewise
+    from the users who rated it; the links have the prior N(0, (link_regularization Lambda)^-1)
+    and are drawn one after the other (natively, on one thread) after each side's rows. The same `rng` state gives the same model for
     any `threads`."""
     from .reference import GIBBS_PRIOR, link_draws, normal_wishart_draw
 
@@ -378,9 +378,8 @@ def gibbs_sweep(ratings: Any, U: np.ndarray, V: np.ndarray, rng: np.random.Gener
                    row_vectors=None if offsets is None else (offsets @ precision).astype(dtype), noise=noise,
                    threads=threads)
         if link is not None:
-            # The residuals A - X L of the new rows: rows - mu - their offsets, in place of one copy.
-            residual = factors.astype(np.float64) if bias is None else np.column_stack([factors, bias]).astype(
-                np.float64)
+            # The residuals A - X L of the new rows: the rows minus mu and their offsets.
+            residual = np.column_stack([factors] + ([] if bias is None else [bias])).astype(np.float64)
             residual -= mu
             residual -= offsets
             _core.link_sweep(index, side, residual, link, link_draws(rng, precision, len(link)), link_regularization)

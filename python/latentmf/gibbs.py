@@ -66,9 +66,9 @@ def chain_layout(settings: Mapping[str, Any], n_users: int, n_items: int) -> dic
 
 
 def new_chain(native: Any, data: DataSummary, settings: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """The chain's starting sample (U, V ~ N(0, init_std^2) from default_rng(seed), biases 0, links
-    0), mirrored into the model's (zeroed) native arrays, whose global mean is the mean rating with
-    biases."""
+    """The chain's starting sample (U, V ~ N(0, init_std^2) from default_rng(seed), biases 0, then
+    the links ~ N(0, init_std^2 / implicit_links)), mirrored into the model's (zeroed) native arrays,
+    whose global mean is the mean rating with biases."""
     rng = np.random.default_rng(settings["seed"])
     chain = {}
     for name, rows in (("U", native.n_users), ("V", native.n_items)):
@@ -77,9 +77,9 @@ def new_chain(native: Any, data: DataSummary, settings: Mapping[str, Any]) -> di
         chain["user_bias"] = np.zeros(native.n_users, dtype=settings["dtype"])
         chain["item_bias"] = np.zeros(native.n_items, dtype=settings["dtype"])
         native.global_mean = data.mean
-    # The links start as a draw of their prior at the factors' scale, N(0, init_std^2 / lambda): from
-    # zero, the many links of the larger side (one per user on the items' prior) would enter the
-    # Wishart draw with no spread and inflate its precision, pinning the factors near zero.
+    # The links start at the factors' scale: they enter the Wishart draw of their side's precision,
+    # and from zero they would add degrees of freedom without spread, inflating it (with 200,000
+    # links on 20,000 items' prior, the item factors stayed pinned near zero).
     for name, (shape, dtype) in chain_layout(settings, native.n_users, native.n_items).items():
         if name.endswith("_links"):
             chain[name] = settings["init_std"] / math.sqrt(settings["implicit_links"]) * rng.standard_normal(shape)
