@@ -41,10 +41,9 @@ def _links(rng, n_users, n_items, order):
     return 0.2 * rng.standard_normal((n_items, order)), 0.2 * rng.standard_normal((n_users, order))
 
 
-@pytest.mark.parametrize("dtype, biases, threads, sides", [(np.float64, False, 1, "both"), (np.float64, True, 3, "both"),
-                                                           (np.float32, True, 2, "both"), (np.float32, False, 1, "both"),
-                                                           (np.float64, True, 2, "users"),
-                                                           (np.float32, False, 2, "items")])
+@pytest.mark.parametrize("dtype, biases, threads, sides", [
+    (np.float64, False, 1, "both"), (np.float64, True, 3, "both"), (np.float32, True, 2, "both"),
+    (np.float32, False, 1, "both"), (np.float64, True, 2, "users"), (np.float32, False, 2, "items")])
 def test_a_native_sweep_with_implicit_links_equals_the_reference(rng, dtype, biases, threads, sides):
     # 25 items for 20 that have ratings, and users without ratings: links and rows of empty columns too.
     ratings = random_ratings(rng, 30, 25, 250, value_dtype=dtype)

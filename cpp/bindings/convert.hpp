@@ -61,6 +61,12 @@ const T* vector_data(const py::array& a, const char* name, py::ssize_t size) {
   return static_cast<const T*>(a.data());
 }
 
+// Whether a `side` argument names the users (true) or the items (false); ValueError for any other.
+inline bool is_users_side(const std::string& side) {
+  if (side != "users" && side != "items") throw py::value_error("side must be 'users' or 'items', got '" + side + "'");
+  return side == "users";
+}
+
 // Which values a scalar argument admits.
 enum class Sign { any, non_negative, positive };
 

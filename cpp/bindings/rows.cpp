@@ -99,8 +99,7 @@ std::int64_t solve_rows(const RatingsIndex<Scalar>& index, const std::string& si
                         const py::object& item_bias, const py::object& shared_matrix,
                         const py::object& shared_vector, const py::object& per_row_vectors,
                         const std::string& method, int cg_steps, const py::object& noise, int threads) {
-  if (side != "users" && side != "items") throw py::value_error("side must be 'users' or 'items', got '" + side + "'");
-  const bool users = side == "users";
+  const bool users = is_users_side(side);
   const auto f = factors_of<Scalar>(U, V, false);
   check_array<Scalar>(users ? U : V, users ? "U" : "V", 2, true);
   latentmf::require(f.n_users == index.n_users && f.n_items == index.n_items, "U and V have ", f.n_users, " and ",
@@ -110,7 +109,8 @@ std::int64_t solve_rows(const RatingsIndex<Scalar>& index, const std::string& si
   check_disjoint({{users ? "U" : "V", users ? py::object(U) : py::object(V)},
                   {users ? "V" : "U", users ? py::object(V) : py::object(U)},
                   {"user_bias", user_bias}, {"item_bias", item_bias}, {"shared_matrix", shared_matrix},
-                  {"shared_vector", shared_vector}, {"row_vectors", per_row_vectors}, {"noise", noise}, {"regularization", row_regularization}});
+                  {"shared_vector", shared_vector}, {"row_vectors", per_row_vectors}, {"noise", noise},
+                  {"regularization", row_regularization}});
   latentmf::RowSolve<Scalar> s;
   s.rows = entries_of(index, users);
   s.x_name = users ? "U" : "V";
@@ -193,8 +193,7 @@ py::tuple implicit_objective(const RatingsIndex<Scalar>& index, const py::array&
 template <class Scalar>
 latentmf::LinkEntries link_entries(const RatingsIndex<Scalar>& index, const std::string& side,
                                    std::vector<double>& weight) {
-  if (side != "users" && side != "items") throw py::value_error("side must be 'users' or 'items', got '" + side + "'");
-  const bool users = side == "users";
+  const bool users = is_users_side(side);
   const auto& own = users ? index.by_user : index.by_item;
   const auto& columns = users ? index.by_item : index.by_user;
   weight.assign(static_cast<std::size_t>(own.n_rows), 0.0);
@@ -206,14 +205,11 @@ latentmf::LinkEntries link_entries(const RatingsIndex<Scalar>& index, const std:
           columns.n_rows, own.n_rows};
 }
 
-// A float64 matrix of the given shape, every value finite.
+// A float64 matrix of the given shape (optional_array's checks), writeable when asked, every value
+// finite.
 double* link_matrix(const py::array& a, const char* name, std::int64_t rows, std::int64_t cols, bool writeable) {
-  check_array<double>(a, name, 2, writeable);
-  if (a.shape(0) != rows || a.shape(1) != cols)
-    throw py::value_error(std::string(name) + " must have shape (" + std::to_string(rows) + ", " +
-                          std::to_string(cols) + "), got (" + std::to_string(a.shape(0)) + ", " +
-                          std::to_string(a.shape(1)) + ")");
-  auto* data = static_cast<double*>(const_cast<void*>(a.data()));
+  if (writeable) check_array<double>(a, name, 2, true);
+  auto* data = const_cast<double*>(optional_array<double>(a, name, {rows, cols}));
   latentmf::check_finite(data, rows * cols, name, 1);
   return data;
 }
@@ -252,8 +248,8 @@ template <class Scalar>
 void bind_scalar(py::module_& m) {
   m.def("solve_rows", &solve_rows<Scalar>, "index"_a, "side"_a, "U"_a, "V"_a, "rule"_a, "alpha"_a, "confidence"_a,
         "epsilon"_a, "precision"_a, "regularization"_a, "regularization_exponent"_a, "row_regularization"_a,
-        "global_mean"_a, "user_bias"_a, "item_bias"_a, "shared_matrix"_a, "shared_vector"_a, "row_vectors"_a, "method"_a,
-        "cg_steps"_a, "noise"_a, "threads"_a);
+        "global_mean"_a, "user_bias"_a, "item_bias"_a, "shared_matrix"_a, "shared_vector"_a, "row_vectors"_a,
+        "method"_a, "cg_steps"_a, "noise"_a, "threads"_a);
   m.def("implicit_objective", &implicit_objective<Scalar>, "index"_a, "U"_a, "V"_a, "alpha"_a, "confidence"_a,
         "epsilon"_a, "regularization"_a, "regularization_exponent"_a, "user_regularization"_a,
         "item_regularization"_a, "global_mean"_a, "user_bias"_a, "item_bias"_a, "threads"_a);

@@ -45,12 +45,12 @@ py::object shard_grid(const py::array& users, const py::array& items, const py::
 // (group, member) of each of n users (side "users") or items ("items"): the groups of the grid
 // with that many blocks and that seed, members numbered in increasing index order.
 py::tuple grid_groups(std::int64_t n, int blocks, std::uint64_t seed, const std::string& side) {
-  if (side != "users" && side != "items") throw py::value_error("side must be 'users' or 'items', got '" + side + "'");
+  const bool users = is_users_side(side);
   if (n < 1) throw py::value_error("n must be >= 1, got " + std::to_string(n));
   latentmf::require(blocks >= 1 && blocks <= latentmf::max_blocks, "blocks must be in [1, ", latentmf::max_blocks,
                     "], got ", blocks);
   latentmf::check_index_range(n, n);
-  const auto stream = side == "users" ? latentmf::user_stream : latentmf::item_stream;
+  const auto stream = users ? latentmf::user_stream : latentmf::item_stream;
   const latentmf::Grouping grouping(n, blocks, latentmf::stream_seed(seed, stream));
   return py::make_tuple(to_array(grouping.group), to_array(grouping.member));
 }

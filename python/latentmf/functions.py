@@ -352,8 +352,8 @@ def gibbs_sweep(ratings: Any, U: np.ndarray, V: np.ndarray, rng: np.random.Gener
     implicit feedback of SVD++ as links of the prior. A user's prior mean is then mu_U + c_n^{-1/2}
     times the sum of the user links of the items it rated (c_n: its ratings), an item's likewise
     from the users who rated it; the links have the prior N(0, (link_regularization Lambda)^-1)
-    and are drawn one after the other (natively, on one thread) after each side's rows. The same `rng` state gives the same model for
-    any `threads`."""
+    and are drawn one after the other (natively, on one thread) after each side's rows. The same
+    `rng` state gives the same model for any `threads`."""
     from .reference import GIBBS_PRIOR, link_draws, normal_wishart_draw
 
     data, dtype = _prepare(ratings, U, V)
@@ -379,7 +379,7 @@ def gibbs_sweep(ratings: Any, U: np.ndarray, V: np.ndarray, rng: np.random.Gener
                    threads=threads)
         if link is not None:
             # The residuals A - X L of the new rows: the rows minus mu and their offsets.
-            residual = np.column_stack([factors] + ([] if bias is None else [bias])).astype(np.float64)
+            residual = (factors if bias is None else np.column_stack([factors, bias])).astype(np.float64)
             residual -= mu
             residual -= offsets
             _core.link_sweep(index, side, residual, link, link_draws(rng, precision, len(link)), link_regularization)

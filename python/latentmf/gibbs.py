@@ -129,7 +129,7 @@ class GibbsTrainer(Trainer):
                  if "user_links" in chain or "item_links" in chain else None)
         self.scalars[0], squared_errors = gibbs_sweep(self.data, chain["U"], chain["V"], rng,
                                                       noise_precision=float(self.scalars[0]), biases=biases,
-                                                      links=links, link_regularization=settings["implicit_links"] or 1.0,
+                                                      links=links, link_regularization=settings["implicit_links"],
                                                       threads=self.threads)
         self._record_sample(kept(settings, epoch + 1))
         return {"loss": 0.5 * squared_errors, "train_rmse": math.sqrt(squared_errors / len(self.data))}

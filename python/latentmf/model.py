@@ -149,8 +149,8 @@ class MatrixFactorization(FactorModel):
 
     Defaults
     --------
-    epochs, learning_rate, regularization, burn_in, implicit_links and init_std given as None (their defaults)
-    take values that depend on the solver and on biases; ``get_params()`` keeps None, and
+    epochs, learning_rate, regularization, burn_in, implicit_links and init_std given as None (their
+    defaults) take values that depend on the solver and on biases; ``get_params()`` keeps None, and
     ``settings_`` holds the values a fit used. With biases / without:
 
     - "adagrad": 15 epochs, step 0.03, lambda 0.03 / 30 epochs, step 0.05, lambda 0.05.

@@ -22,8 +22,9 @@ STEPPED = ("adagrad", "sgd", "gd")
 #: The defaults of the hyper-parameters given as None, by (solver, biases), as `with_defaults`
 #: resolves them; MatrixFactorization's docstring says why each. They were chosen on a validation
 #: split of MovieLens 100k's u1.base at the default factors (32), the 9M synthetic set deciding
-#: between settings within 0.3% of the best (benchmarks/tune_rating.py). No burn_in or implicit_links outside "gibbs";
-#: "gibbs"'s regularization, ALS's, serves fold_in only (its ridge solve for a new user's row).
+#: between settings within 0.3% of the best (benchmarks/tune_rating.py). No burn_in or
+#: implicit_links outside "gibbs"; "gibbs"'s regularization, ALS's, serves fold_in only (its ridge
+#: solve for a new user's row).
 DEFAULTS: dict[tuple[str, bool], dict[str, Any]] = {
     ("adagrad", True): {"epochs": 15, "regularization": 0.03, "init_std": 0.01},
     ("adagrad", False): {"epochs": 30, "regularization": 0.05, "init_std": 0.01},

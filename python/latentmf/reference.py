@@ -522,13 +522,13 @@ def gibbs_sweep(ratings: Any, U: np.ndarray, V: np.ndarray, rng: np.random.Gener
     5. alpha given the residuals, from Gamma(a0 + n / 2, rate b0 + sum (r - r_hat)^2 / 2).
 
     With `links` = (user links, item links) (float64 arrays of n_items x D and n_users x D, changed
-    in place; either None for a side without), each row's prior mean is mu + its implicit offset p_n = w_n sum_j l_j over the columns
-    j of its ratings (`link_product`; the items a user rated, the users who rated an item), the links
-    having the prior N(0, (link_regularization Lambda)^-1). Then step 1 draws from the rows minus
-    their offsets and the links (normal_wishart_draw's `links`), step 2 adds row_vectors = p_n
-    Lambda_U, and after it the links are drawn (`link_sweep`, from the new rows minus mu_U and p_n, with
-    noise e = z C^-1 for Lambda_U = C C^T and z an n_items x D array of standard normals in float64);
-    likewise for the items.
+    in place; either None for a side without), each row's prior mean is mu + its implicit offset
+    p_n = w_n sum_j l_j over the columns j of its ratings (`link_product`; the items a user rated,
+    the users who rated an item), the links having the prior N(0, (link_regularization Lambda)^-1).
+    Then step 1 draws from the rows minus their offsets and the links (normal_wishart_draw's
+    `links`), step 2 adds row_vectors = p_n Lambda_U, and after it the links are drawn
+    (`link_sweep`, from the new rows minus mu_U and p_n, with noise e = z C^-1 for Lambda_U = C C^T
+    and z an n_items x D array of standard normals in float64); likewise for the items.
 
     The draws come from `rng` in that order (numpy's standard_normal for z, in U's dtype, and
     gamma for alpha)."""
