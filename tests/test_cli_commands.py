@@ -56,6 +56,16 @@ def test_train_prints_each_epoch_and_writes_a_model_with_the_files_ids(capsys, t
     assert model.user_ids_.kind == "str" and model.item_ids_.ids[0] == 100
 
 
+def test_a_learning_rate_for_a_solver_without_one_is_refused(capsys, tmp_path, ratings_csv):
+    for solver in ("als", "gibbs"):
+        code, _, err = _run(capsys, "train", ratings_csv, "--solver", solver, "--learning-rate", 0.1,
+                            "-o", tmp_path / "m.npz")
+        assert code == 2 and f"--solver {solver} takes no --learning-rate (it is for adagrad, sgd, gd)" in err
+    assert not (tmp_path / "m.npz").exists()
+    model_path, _ = _train(capsys, tmp_path, ratings_csv, "--solver", "sgd", "--learning-rate", 0.02)
+    assert latentmf.load(model_path).settings_["learning_rate"] == 0.02
+
+
 def test_recommend_and_predict_speak_the_files_ids(capsys, tmp_path, ratings_csv):
     model_path, _ = _train(capsys, tmp_path, ratings_csv)
     model = latentmf.load(model_path)

@@ -249,7 +249,7 @@ def test_configurations_that_cannot_work_are_refused(client, ratings):
         ldask.fit(_model(blocks=2), ratings, client)
     for solver in ("gd", "als", "gibbs"):
         with pytest.raises(ValueError, match=f"not '{solver}'"):
-            ldask.fit(_model(solver=solver), ratings, client)
+            ldask.fit(_model(solver=solver, blocks=None), ratings, client)
     with pytest.raises(ValueError, match="workers=4"):
         ldask.fit(_model(), ratings, client, workers=4)
     with pytest.raises(ValueError, match="early_stopping"):

@@ -32,7 +32,9 @@ def data():
 
 
 def _model(**params):
-    return latentmf.MatrixFactorization(**{"factors": 6, "epochs": 6, "seed": 2, "blocks": 4, **params})
+    grid = params.get("solver", "adagrad") in ("adagrad", "sgd")
+    return latentmf.MatrixFactorization(**{"factors": 6, "epochs": 6, "seed": 2, "blocks": 4 if grid else None,
+                                           **params})
 
 
 def _state(model):

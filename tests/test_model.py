@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import pickle
+import warnings
 import weakref
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 
 import latentmf
 from latentmf import reference
+from latentmf.rating_solvers import SOLVER_SPECIFIC, SOLVERS
 
 from conftest import low_rank_ratings, random_ratings
 
@@ -315,6 +317,34 @@ DOCUMENTED_DEFAULTS = {
 }
 
 
+#: A value other than "not given" for each hyper-parameter that only some solvers read.
+SOLVER_SPECIFIC_VALUES = {"learning_rate": 0.01, "learning_rate_decay": 0.1, "blocks": 2, "init_mean": 0.1,
+                          "burn_in": 1, "implicit_links": 0.5}
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_fit_warns_of_each_hyper_parameter_its_solver_ignores_and_of_no_other(rng, solver):
+    assert set(SOLVER_SPECIFIC_VALUES) == set(SOLVER_SPECIFIC)
+    ratings = random_ratings(rng, 30, 20, 200)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        latentmf.MatrixFactorization(4, solver=solver, epochs=2).fit(ratings)
+    for name, value in SOLVER_SPECIFIC_VALUES.items():
+        model = latentmf.MatrixFactorization(4, solver=solver, epochs=2, **{name: value})
+        if solver in SOLVER_SPECIFIC[name][0]:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                model.fit(ratings).partial_fit(epochs=1)
+        else:
+            readers = ", ".join(map(repr, SOLVER_SPECIFIC[name][0]))
+            message = f"^solver='{solver}' ignores {name}={value} \\({name} is for {readers}\\)$"
+            with pytest.warns(UserWarning, match=message):
+                model.fit(ratings)
+            with pytest.warns(UserWarning, match=message):
+                model.partial_fit(epochs=1)
+            assert model.settings_[name] == value
+
+
 @pytest.mark.parametrize("solver, biases", list(DOCUMENTED_DEFAULTS))
 def test_each_solver_resolves_the_documented_defaults_and_explicit_values_override_them(rng, solver, biases):
     ratings = random_ratings(rng, 30, 20, 200)
@@ -342,6 +372,10 @@ def test_each_solver_resolves_the_documented_defaults_and_explicit_values_overri
     assert pickle.loads(pickle.dumps(model)).settings_ == settings
 
     given = {"epochs": 3, "regularization": 0.2, "burn_in": 1, "learning_rate": 0.001, "init_std": 0.05}
-    explicit = latentmf.MatrixFactorization(4, solver=solver, biases=biases, **given).fit(ratings)
+    # burn_in is Gibbs's alone, learning_rate that of the solvers that step: given to another solver,
+    # fit warns that it ignores it, and settings_ still shows the value given.
+    ignored = [name for name in ("learning_rate", "burn_in") if solver not in SOLVER_SPECIFIC[name][0]]
+    with pytest.warns(UserWarning, match=f"solver='{solver}' ignores {', '.join(f'{n}={given[n]}' for n in ignored)} "):
+        explicit = latentmf.MatrixFactorization(4, solver=solver, biases=biases, **given).fit(ratings)
     assert {name: explicit.settings_[name] for name in given} == given
     assert len(explicit.history_["epoch"]) == 3

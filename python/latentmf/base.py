@@ -21,6 +21,7 @@ A subclass provides:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from typing import Any, ClassVar, Mapping
 
@@ -97,6 +98,10 @@ class FactorModel(Answers, Guarded):
     def _settings(self) -> dict[str, Any]:
         """The hyper-parameters, checked (raises before anything is changed), by name."""
         raise NotImplementedError
+
+    def _unused_settings(self, settings: Mapping[str, Any]) -> str | None:
+        """A warning naming given hyper-parameters that these settings do not read, or None."""
+        return None
 
     def _shared_settings(self, flags: tuple[str, ...] = (), defaulted: tuple[str, ...] = ()) -> dict[str, Any]:
         """The checked hyper-parameters every model class has (factors, epochs, init_std, dtype,
@@ -203,7 +208,7 @@ class FactorModel(Answers, Guarded):
         epoch and raises FloatingPointError; on KeyboardInterrupt it restores the last finished
         epoch and re-raises. Another thread using this model meanwhile gets a RuntimeError.
         """
-        settings = self._settings()
+        settings = self._training_settings()
         hooks = _checked_callbacks(callbacks)
         epochs = settings["epochs"]
         if backend is not None:
@@ -236,7 +241,7 @@ class FactorModel(Answers, Guarded):
         carry on. On an unfitted model it starts one from `X`. After `latentmf.load` or unpickling,
         the training data is not kept: pass it.
         """
-        settings = self._settings()
+        settings = self._training_settings()
         epochs = as_integer(epochs, "epochs", 0)
         hooks = _checked_callbacks(callbacks)
         fitted = self._is_fitted()
@@ -249,6 +254,15 @@ class FactorModel(Answers, Guarded):
             data = self._training_data(X, None)
         self._fit_data(data, validation, settings, epochs, hooks, continuing=fitted)
         return self
+
+    def _training_settings(self) -> dict[str, Any]:
+        """The checked settings of a fit; warns of given hyper-parameters that the fit will not read."""
+        settings = self._settings()
+        unused = self._unused_settings(settings)
+        if unused is not None:
+            # stacklevel: this method, fit or partial_fit, their guard's wrapper, then the caller.
+            warnings.warn(unused, UserWarning, stacklevel=4)
+        return settings
 
     def _fit_data(self, data: Ratings, validation: Any, settings: dict[str, Any], epochs: int,
                   callbacks: list[training.Callback], *, continuing: bool) -> None:

@@ -23,6 +23,7 @@ from .data import Ratings
 from .datasets import load_movielens, synthetic
 from .implicit import ImplicitMatrixFactorization
 from .model import MatrixFactorization
+from .rating_solvers import STEPPED
 
 EPILOG = """\
 examples:
@@ -152,6 +153,8 @@ def _new_model(args: argparse.Namespace) -> FactorModel:
         return ImplicitMatrixFactorization(**given, **common)
     if "alpha" in given:
         raise ValueError("--alpha is for --model implicit")
+    if "learning_rate" in given and args.solver not in (None, *STEPPED):
+        raise ValueError(f"--solver {args.solver} takes no --learning-rate (it is for {', '.join(STEPPED)})")
     return MatrixFactorization(**given, **common, solver=args.solver or "adagrad", biases=not args.no_biases,
                                unknown=args.unknown)
 
@@ -351,7 +354,8 @@ def _parser() -> argparse.ArgumentParser:
     model.add_argument("--epochs", type=int, default=None, help="training epochs (default: the model's)")
     model.add_argument("--solver", choices=["adagrad", "sgd", "gd", "als", "gibbs"], default=None,
                        help="training algorithm of the rating model (default: adagrad)")
-    model.add_argument("--learning-rate", type=float, default=None, help="step size (default: the solver's)")
+    model.add_argument("--learning-rate", type=float, default=None,
+                       help="step size of the solvers adagrad, sgd and gd (default: the solver's)")
     model.add_argument("--regularization", type=float, default=None, help="L2 weight (default: the model's)")
     model.add_argument("--alpha", type=float, default=None,
                        help="implicit model: how fast confidence grows with an interaction's strength "

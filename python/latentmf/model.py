@@ -147,6 +147,12 @@ class MatrixFactorization(FactorModel):
         the objective at the end of the epoch (as `latentmf.loss` computes it), which costs one
         more pass over the ratings per epoch. "gd" always reports the objective at the end.
 
+    Some hyper-parameters are read by some solvers only: learning_rate and learning_rate_decay by
+    "adagrad", "sgd" and "gd"; blocks by "adagrad" and "sgd"; init_mean by all but "gibbs";
+    burn_in and implicit_links by "gibbs". Given to another solver (a value other than None, or 0
+    for learning_rate_decay), fit and partial_fit warn (UserWarning) that they ignore it: not an
+    error, so that one grid search may try several solvers.
+
     Defaults
     --------
     epochs, learning_rate, regularization, burn_in, implicit_links and init_std given as None (their
@@ -317,6 +323,9 @@ class MatrixFactorization(FactorModel):
             if settings[name] is not None:
                 check_representable(settings[name], name, dtype)
         return settings
+
+    def _unused_settings(self, settings: Mapping[str, Any]) -> str | None:
+        return rating_solvers.unused_settings(settings["solver"], self.get_params())
 
     @classmethod
     def _layout(cls, settings: Mapping[str, Any]) -> tuple[str, ...]:

@@ -19,6 +19,29 @@ SOLVERS = ("adagrad", "sgd", "gd", "als", "gibbs")
 #: The solvers that take a step (a learning rate).
 STEPPED = ("adagrad", "sgd", "gd")
 
+#: The hyper-parameters that only some solvers read: the solvers that read each, and the value that
+#: means "not given" (any other value given to another solver is ignored, and fit says so).
+SOLVER_SPECIFIC: dict[str, tuple[tuple[str, ...], Any]] = {
+    "learning_rate": (STEPPED, None),
+    "learning_rate_decay": (STEPPED, 0.0),
+    "blocks": (("adagrad", "sgd"), None),
+    "init_mean": (("adagrad", "sgd", "gd", "als"), None),
+    "burn_in": (("gibbs",), None),
+    "implicit_links": (("gibbs",), None),
+}
+
+
+def unused_settings(solver: str, params: Mapping[str, Any]) -> str | None:
+    """A warning naming the hyper-parameters given in `params` that `solver` does not read (None if
+    there are none): a grid search over several solvers may set them, so they are not an error."""
+    unused = [(name, params[name], readers) for name, (readers, not_given) in SOLVER_SPECIFIC.items()
+              if solver not in readers and params[name] is not None and params[name] != not_given]
+    if not unused:
+        return None
+    given = ", ".join(f"{name}={value!r}" for name, value, _ in unused)
+    readers = "; ".join(f"{name} is for {', '.join(map(repr, solvers))}" for name, _, solvers in unused)
+    return f"solver={solver!r} ignores {given} ({readers})"
+
 #: The defaults of the hyper-parameters given as None, by (solver, biases), as `with_defaults`
 #: resolves them; MatrixFactorization's docstring says why each. They were chosen on a validation
 #: split of MovieLens 100k's u1.base at the default factors (32), the 9M synthetic set deciding
