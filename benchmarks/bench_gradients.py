@@ -57,7 +57,7 @@ def main() -> None:
         native = {t: best_seconds(lambda t=t: latentmf.gradients(ratings, U, V, 0.05, threads=t), args.repeats)
                   for t in args.threads}
         for t, seconds in native.items():
-            rows.append([f"latentmf.gradients", t, n_factors, f"{seconds:.4f}", f"{seconds / n * 1e9:.2f}",
+            rows.append(["latentmf.gradients", t, n_factors, f"{seconds:.4f}", f"{seconds / n * 1e9:.2f}",
                          f"{native[min(native)] / seconds:.2f}x"])
         scipy_seconds = scipy_products_seconds(ratings, U, V, args.repeats)
         rows.append(["scipy E@V + E.T@U (products only)", 1, n_factors,

@@ -319,7 +319,7 @@ DOCUMENTED_DEFAULTS = {
 
 #: A value other than "not given" for each hyper-parameter that only some solvers read.
 SOLVER_SPECIFIC_VALUES = {"learning_rate": 0.01, "learning_rate_decay": 0.1, "blocks": 2, "init_mean": 0.1,
-                          "burn_in": 1, "implicit_links": 0.5}
+                          "burn_in": 1, "implicit_links": 0.5, "init": "spectral"}
 
 
 @pytest.mark.parametrize("solver", SOLVERS)
@@ -337,7 +337,7 @@ def test_fit_warns_of_each_hyper_parameter_its_solver_ignores_and_of_no_other(rn
                 model.fit(ratings).partial_fit(epochs=1)
         else:
             readers = ", ".join(map(repr, SOLVER_SPECIFIC[name][0]))
-            message = f"^solver='{solver}' ignores {name}={value} \\({name} is for {readers}\\)$"
+            message = f"^solver='{solver}' ignores {name}={value!r} \\({name} is for {readers}\\)$"
             with pytest.warns(UserWarning, match=message):
                 model.fit(ratings)
             with pytest.warns(UserWarning, match=message):

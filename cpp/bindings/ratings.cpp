@@ -103,7 +103,9 @@ void bind_ratings_index(py::module_& m, const char* name) {
   py::class_<I>(m, name, "Ratings grouped by user and by item, for loss and gradients.")
       .def_property_readonly("size", [](const I& i) { return i.size; })
       .def_property_readonly("n_users", [](const I& i) { return i.n_users; })
-      .def_property_readonly("n_items", [](const I& i) { return i.n_items; });
+      .def_property_readonly("n_items", [](const I& i) { return i.n_items; })
+      .def("user_counts", [](const I& i) { return to_array(i.by_user.counts()); })
+      .def("item_counts", [](const I& i) { return to_array(i.by_item.counts()); });
 }
 
 template <class Scalar>

@@ -22,6 +22,8 @@ from .training import Trainer
 __all__ = ["MatrixFactorization", "NotFittedError", "TopItems", "UnknownIdWarning", "UserFactors"]
 
 UNKNOWN_POLICIES = ("warn", "mean", "error")
+#: The starts of the factors (init): "spectral" is ALS's (rating_solvers.spectral_start).
+INITS = ("random", "spectral")
 
 #: The settings a model is built with; continuing training (warm_start, partial_fit) needs the same.
 STRUCTURAL_SETTINGS = ("factors", "dtype", "biases", "solver")
@@ -140,6 +142,14 @@ class MatrixFactorization(FactorModel):
         links are drawn one after the other on one thread: on 9M synthetic ratings (whose rated
         pairs carry no signal) a sweep took about 1.4 s with them and 0.7 s without (2 threads),
         for a test RMSE of 0.6752 against 0.6713.
+    init : {"random", "spectral"}
+        solver="als": how U and V start. "random": the draws of init_std and init_mean (above).
+        "spectral": after those draws, V becomes a basis of the leading singular subspace of the
+        residuals of the biases' start (two rounds of subspace iteration), U becomes 0 and the
+        biases take their ridge solves with the factors at 0 (docs/model.md, "The spectral start
+        of ALS"). ALS then needs fewer epochs: on 9M synthetic ratings (lambda 0.04) its test RMSE
+        after 2 epochs was 0.709 against 0.930 from the random start, for about 1.5 epochs' time.
+        Needs at least `factors` users and items.
     exact_loss : bool
         How the SGD solvers fill ``history_``'s "loss" and "train_rmse". False: from the errors seen
         during the epoch, each before its update, and the penalty of the factors at the end of
@@ -149,9 +159,10 @@ class MatrixFactorization(FactorModel):
 
     Some hyper-parameters are read by some solvers only: learning_rate and learning_rate_decay by
     "adagrad", "sgd" and "gd"; blocks by "adagrad" and "sgd"; init_mean by all but "gibbs";
-    burn_in and implicit_links by "gibbs". Given to another solver (a value other than None, or 0
-    for learning_rate_decay), fit and partial_fit warn (UserWarning) that they ignore it: not an
-    error, so that one grid search may try several solvers.
+    burn_in and implicit_links by "gibbs"; init by "als". Given to another solver (a value other
+    than None, "random" for init, or 0 for learning_rate_decay), fit and partial_fit warn
+    (UserWarning) that they ignore it: not an error, so that one grid search may try several
+    solvers.
 
     Defaults
     --------
@@ -262,6 +273,7 @@ class MatrixFactorization(FactorModel):
         exact_loss: bool = False,
         burn_in: int | None = None,
         implicit_links: float | None = None,
+        init: str = "random",
     ) -> None:
         self.factors = factors
         self.solver = solver
@@ -285,6 +297,7 @@ class MatrixFactorization(FactorModel):
         self.exact_loss = exact_loss
         self.burn_in = burn_in
         self.implicit_links = implicit_links
+        self.init = init
 
     def __sklearn_tags__(self) -> Any:
         # Only scikit-learn calls this, so only then is scikit-learn imported.
@@ -299,6 +312,8 @@ class MatrixFactorization(FactorModel):
             raise ValueError(f"solver must be one of {SOLVERS}, got {self.solver!r}")
         if self.unknown not in UNKNOWN_POLICIES:
             raise ValueError(f"unknown must be one of {UNKNOWN_POLICIES}, got {self.unknown!r}")
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
         settings = self._shared_settings(flags=("biases", "clip", "exact_loss"), defaulted=("epochs", "init_std"))
         dtype = settings["dtype"]
         settings.update({
@@ -314,6 +329,7 @@ class MatrixFactorization(FactorModel):
             "burn_in": None if self.burn_in is None else as_integer(self.burn_in, "burn_in", 0),
             "implicit_links": None if self.implicit_links is None
             else as_real(self.implicit_links, "implicit_links", 0.0),
+            "init": self.init,
         })
         settings = rating_solvers.with_defaults(settings)
         # The model computes in `dtype`: values it cannot hold are refused here, by name.
@@ -357,6 +373,7 @@ class MatrixFactorization(FactorModel):
         learning_rate = rating_solvers.default_learning_rate(settings, data)
         rating_solvers.check_steps(settings, settings["learning_rate"] or learning_rate, 0, epochs)
         rating_solvers.check_training_memory(settings, data.n_users, data.n_items, new_model=True)
+        rating_solvers.check_spectral(data, settings)
         summary = DataSummary.of(data)
         derived = {} if math.isnan(learning_rate) else {"default_learning_rate": learning_rate}
         width, chain = settings["factors"], {}
@@ -369,6 +386,8 @@ class MatrixFactorization(FactorModel):
             chain = gibbs.new_chain(native, summary, settings)
         else:
             rating_solvers.initialize(native, summary, settings)
+            if settings["solver"] == "als" and settings["init"] == "spectral":
+                rating_solvers.spectral_start(native, data, settings)
         state = FittedState(native, settings, self._layout(settings), summary, SeenItems(ratings=data),
                             empty_history(HISTORY_KEYS), derived=derived, training=data, solver_state=chain)
         return state, self._trainer(state, data, settings)

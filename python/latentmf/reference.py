@@ -425,6 +425,52 @@ def implicit_loss(
 GIBBS_PRIOR = {"beta0": 2.0, "a0": 1.0, "b0": 1.0}
 
 
+def spectral_start(ratings: Any, U0: np.ndarray, V0: np.ndarray, regularization: float = 0.0, *,
+                   global_mean: float | None = None, rounds: int = 2,
+                   shift: float = 1e-2) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """The start of MatrixFactorization(solver="als", init="spectral") from the draws U0, V0 (the
+    twin of latentmf.rating_solvers.spectral_start): (U, V, user_bias, item_bias), the biases None
+    without `global_mean`.
+
+    With biases (global_mean mu given), each side's biases take their exact ridge solve with the
+    factors and the other side's biases at 0 (lambda per rating): b_n = sum (r - mu) / (c_n (1 +
+    lambda)) over user n's ratings and c_m = sum (r - mu) / (d_m (1 + lambda)) over item m's (0
+    without ratings).
+    E holds the errors of that start, r_hat - r, on Omega. Then `rounds` rounds of subspace
+    iteration from Y = basis(V0): X = basis(E Y, U0), Y = basis(E^T X, V0), where basis(P, S) is
+    the Q of the QR factorisation (R's diagonal positive) of P + s S, s = shift norm(P) / norm(S)
+    (1 / norm(S) when P is 0). V = Y sqrt(n_items / F); U = 0.
+    """
+    users, items, values = _triples(ratings)
+    n_users, n_items, F = U0.shape[0], V0.shape[0], U0.shape[1]
+    r = values.astype(np.float64)
+    user_bias = item_bias = None
+    r_hat = np.zeros_like(r)
+    if global_mean is not None:
+        shrink = 1.0 + regularization
+        c = np.bincount(users, minlength=n_users) * shrink
+        user_bias = np.divide(np.bincount(users, r - global_mean, n_users), c, out=np.zeros(n_users), where=c > 0)
+        d = np.bincount(items, minlength=n_items) * shrink
+        item_bias = np.divide(np.bincount(items, r - global_mean, n_items), d, out=np.zeros(n_items), where=d > 0)
+        r_hat = global_mean + user_bias[users] + item_bias[items]
+    e = r_hat - r
+
+    def basis(P: np.ndarray, S: np.ndarray) -> np.ndarray:
+        size = np.linalg.norm(P)
+        Q, R = np.linalg.qr(P + (shift * size if size > 0 else 1.0) / np.linalg.norm(S) * S)
+        return Q * np.sign(np.diag(R))
+
+    Y = basis(np.zeros((n_items, F)), V0)
+    for _ in range(rounds):
+        EY = np.zeros((n_users, F))
+        np.add.at(EY, users, e[:, None] * Y[items])
+        X = basis(EY, U0)
+        EtX = np.zeros((n_items, F))
+        np.add.at(EtX, items, e[:, None] * X[users])
+        Y = basis(EtX, V0)
+    return np.zeros((n_users, F)), Y * np.sqrt(n_items / F), user_bias, item_bias
+
+
 def normal_wishart_draw(X: np.ndarray, rng: np.random.Generator, beta0: float = 2.0, links: np.ndarray | None = None,
                         link_regularization: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """(mu, Lambda) drawn from their posterior given the rows of X (N x D), under the prior

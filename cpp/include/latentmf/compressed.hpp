@@ -21,6 +21,12 @@ struct CompressedRatings {
   std::vector<Scalar> values;
 
   std::int64_t count(std::int64_t row) const { return offsets[row + 1] - offsets[row]; }
+  // The ratings of every row.
+  std::vector<std::int64_t> counts() const {
+    std::vector<std::int64_t> out(static_cast<std::size_t>(n_rows));
+    for (std::int64_t r = 0; r < n_rows; ++r) out[r] = count(r);
+    return out;
+  }
 };
 
 // Stable counting sort of the triples by row; indices must already be checked. With values null
