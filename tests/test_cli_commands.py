@@ -66,6 +66,13 @@ def test_a_learning_rate_for_a_solver_without_one_is_refused(capsys, tmp_path, r
     assert latentmf.load(model_path).settings_["learning_rate"] == 0.02
 
 
+def test_als_takes_its_spectral_start_and_no_other_solver_does(capsys, tmp_path, ratings_csv):
+    model_path, _ = _train(capsys, tmp_path, ratings_csv, "--solver", "als", "--init", "spectral", "--factors", 2)
+    assert latentmf.load(model_path).settings_["init"] == "spectral"
+    code, _, err = _run(capsys, "train", ratings_csv, "--init", "spectral", "-o", tmp_path / "m.npz")
+    assert code == 2 and "--init is for --solver als" in err
+
+
 def test_recommend_and_predict_speak_the_files_ids(capsys, tmp_path, ratings_csv):
     model_path, _ = _train(capsys, tmp_path, ratings_csv)
     model = latentmf.load(model_path)
@@ -268,6 +275,8 @@ def test_an_implicit_model_from_a_table_without_ratings(capsys, tmp_path, rating
     assert code == 2 and "has no rating column" in err
     code, _, err = _run(capsys, "train", ratings_csv, "--model", "implicit", "--solver", "sgd", "-o", model_path)
     assert code == 2 and "--model implicit takes no --solver" in err
+    code, _, err = _run(capsys, "train", ratings_csv, "--model", "implicit", "--init", "spectral", "-o", model_path)
+    assert code == 2 and "--model implicit takes no --solver, --learning-rate, --no-biases or --init" in err
 
 
 def test_a_bpr_model_from_a_table_without_ratings(capsys, tmp_path, ratings_csv):
@@ -285,4 +294,4 @@ def test_a_bpr_model_from_a_table_without_ratings(capsys, tmp_path, ratings_csv)
     code, out, _ = _run(capsys, "recommend", model_path, "--user", "user3", "-k", 3)
     assert code == 0 and len(out.splitlines()) == 4
     code, _, err = _run(capsys, "train", plays, "--model", "bpr", "--alpha", 1, "-o", model_path)
-    assert code == 2 and "--model bpr takes no --solver or --alpha" in err
+    assert code == 2 and "--model bpr takes no --solver, --alpha or --init" in err

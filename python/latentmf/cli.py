@@ -143,20 +143,22 @@ def _new_model(args: argparse.Namespace) -> FactorModel:
     given = {name: getattr(args, name) for name in ("factors", "epochs", "regularization", "learning_rate", "alpha")
              if getattr(args, name) is not None}
     if args.model == "bpr":
-        if args.solver is not None or "alpha" in given:
-            raise ValueError("--model bpr takes no --solver or --alpha")
+        if args.solver is not None or "alpha" in given or args.init is not None:
+            raise ValueError("--model bpr takes no --solver, --alpha or --init")
         return BayesianPersonalizedRanking(**given, **common, biases=not args.no_biases)
     if args.model == "implicit":
         refused = [f"--{name.replace('_', '-')}" for name in ("learning_rate",) if name in given]
-        if args.solver is not None or args.no_biases or refused:
-            raise ValueError("--model implicit takes no --solver, --learning-rate or --no-biases")
+        if args.solver is not None or args.no_biases or refused or args.init is not None:
+            raise ValueError("--model implicit takes no --solver, --learning-rate, --no-biases or --init")
         return ImplicitMatrixFactorization(**given, **common)
     if "alpha" in given:
         raise ValueError("--alpha is for --model implicit")
     if "learning_rate" in given and args.solver not in (None, *STEPPED):
         raise ValueError(f"--solver {args.solver} takes no --learning-rate (it is for {', '.join(STEPPED)})")
+    if args.init is not None and args.solver != "als":
+        raise ValueError("--init is for --solver als")
     return MatrixFactorization(**given, **common, solver=args.solver or "adagrad", biases=not args.no_biases,
-                               unknown=args.unknown)
+                               unknown=args.unknown, init=args.init or "random")
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -357,6 +359,9 @@ def _parser() -> argparse.ArgumentParser:
     model.add_argument("--learning-rate", type=float, default=None,
                        help="step size of the solvers adagrad, sgd and gd (default: the solver's)")
     model.add_argument("--regularization", type=float, default=None, help="L2 weight (default: the model's)")
+    model.add_argument("--init", choices=["random", "spectral"], default=None,
+                       help="--solver als: start from random factors, or V in the leading singular subspace of "
+                            "the residuals, which needs fewer epochs (default: random)")
     model.add_argument("--alpha", type=float, default=None,
                        help="implicit model: how fast confidence grows with an interaction's strength "
                             "(default: the model's)")
