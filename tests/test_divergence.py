@@ -118,6 +118,21 @@ def test_a_loss_that_is_not_finite_from_the_start_gets_its_own_hint():
     assert model.history_["epoch"] == []
 
 
+@pytest.mark.parametrize("init", ["random", "spectral"])
+def test_als_on_ratings_whose_products_overflow_says_so(init):
+    rng = np.random.default_rng(0)
+    users, items = rng.integers(0, 50, 3000), rng.integers(0, 40, 3000)
+    huge = latentmf.Ratings(users, items, (rng.random(3000) * 3e38).astype(np.float32), 50, 40)
+    model = latentmf.MatrixFactorization(4, solver="als", epochs=2, init=init)
+    with pytest.raises(FloatingPointError, match="too large .*float32: rescale them, or use dtype='float64'"):
+        model.fit(huge)
+    if init == "random":  # it diverges in its first half-step and keeps the initial factors
+        assert model.history_["epoch"] == [] and all(np.isfinite(a).all() for a in _arrays(model))
+    else:  # the start fails before there is a model
+        with pytest.raises(latentmf.NotFittedError):
+            model.predict([0], [0])
+
+
 def test_initial_factors_that_overflow_are_refused_before_training(ratings):
     with pytest.raises(ValueError, match=r"init_std=1e\+38 and init_mean=None give initial factors that float32 "
                                          "cannot hold"):

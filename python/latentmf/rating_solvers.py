@@ -207,7 +207,14 @@ def check_spectral(data: Ratings, settings: Mapping[str, Any]) -> None:
 def _basis(product: np.ndarray, start: np.ndarray, threads: int | None) -> np.ndarray:
     """An orthonormal basis of the columns of Z = product + s start, s = SPECTRAL_SHIFT |product| /
     |start| (1 for a zero product): Z L^-T with L L^T = Z^T Z (Cholesky QR; Householder QR took
-    0.2 s at 200,000 rows of 32). The same bits for any thread count. `product` is overwritten."""
+    0.2 s at 200,000 rows of 32). The same bits for any thread count. `product` is overwritten:
+    first divided by its largest magnitude, so that its norm and Gram matrix cannot overflow."""
+    if not np.isfinite(product).all():
+        raise FloatingPointError(f"init='spectral': the products of the residuals overflow: the ratings are too "
+                                 f"large for {product.dtype}: rescale them, or use dtype='float64'")
+    peak = float(np.abs(product).max())
+    if peak > 0:
+        product /= np.asarray(peak, dtype=product.dtype)
     size = float(np.linalg.norm(product))
     product += np.asarray((SPECTRAL_SHIFT * size if size > 0 else 1.0) / float(np.linalg.norm(start)),
                           dtype=product.dtype) * start
@@ -387,6 +394,10 @@ class AlsTrainer(RatingTrainer):
         for side in ("users", "items"):
             solve_rows(self.data, self.U, self.V, side=side, rule="explicit", regularization=self.regularization,
                        biases=biases, threads=self.settings["threads"])
+            # A half-step that overflows leaves rows that are not finite, which the other side's
+            # solve would refuse as input: the epoch's loss reports it instead (a divergence).
+            if side == "users" and not np.isfinite(self.U).all():
+                break
         return self.record(*self.objective())
 
     def objective(self) -> tuple[float, float]:
