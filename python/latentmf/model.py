@@ -148,7 +148,7 @@ class MatrixFactorization(FactorModel):
         residuals of the biases' start (two rounds of subspace iteration), U becomes 0 and the
         biases take their ridge solves with the factors at 0 (docs/model.md, "The spectral start
         of ALS"). ALS then needs fewer epochs: on 9M synthetic ratings (lambda 0.04) its test RMSE
-        after 2 epochs was 0.709 against 0.930 from the random start, for about 1.5 epochs' time.
+        after 2 epochs was 0.709 against 0.930 from the random start, for about one epoch's time.
         Needs at least `factors` users and items.
     exact_loss : bool
         How the SGD solvers fill ``history_``'s "loss" and "train_rmse". False: from the errors seen
