@@ -193,7 +193,9 @@ def sweep_cost(train: latentmf.Ratings, rounds: int) -> None:
 def synthetic(rounds: int) -> None:
     """ALS's time to the default SGD fit's test RMSE on the 9M set, whole fits timed in one run."""
     train, test = load_split(synthetic_split(TEN_MILLION, None))
-    sgd, _ = timed(lambda: latentmf.MatrixFactorization().fit(train))
+    default = "default (AdaGrad SGD)"
+    fits = {default: lambda: latentmf.MatrixFactorization().fit(train)}
+    sgd, _ = timed(fits[default])
     target = clipped_rmse(test.values, sgd.predict(test.users, test.items))
     # ALS's default lambda (0.12) suits MovieLens 100k; 0.04 is its best on a validation split of
     # this set's training part (benchmarks/tune_rating.py --data synthetic --solver als). The epochs
@@ -208,7 +210,6 @@ def synthetic(rounds: int) -> None:
         reached = [k + 1 for k, rmse in enumerate(history) if rmse <= target]
         if reached:
             als[init] = reached[0]
-    fits = {"default (AdaGrad SGD)": lambda: latentmf.MatrixFactorization().fit(train)}
     for init, epochs in als.items():
         fits[f"ALS, init={init!r}, {epochs} epochs"] = (
             lambda init=init, epochs=epochs: latentmf.MatrixFactorization(solver="als", epochs=epochs,
@@ -220,7 +221,7 @@ def synthetic(rounds: int) -> None:
             model, elapsed = timed(fit)
             seconds[name].append(elapsed)
             errors[name] = clipped_rmse(test.values, model.predict(test.users, test.items))
-    sgd_seconds = seconds["default (AdaGrad SGD)"]
+    sgd_seconds = seconds[default]
     rows = [[name, f"{errors[name]:.4f}", " ".join(f"{t:.2f}" for t in times),
              f"{statistics.median(a / b for a, b in zip(times, sgd_seconds)):.2f}"] for name, times in seconds.items()]
     missing = [init for init in ("random", "spectral") if init not in als]

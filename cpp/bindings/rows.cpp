@@ -198,7 +198,7 @@ latentmf::LinkEntries link_entries(const RatingsIndex<Scalar>& index, const std:
   const auto& columns = users ? index.by_item : index.by_user;
   weight.assign(static_cast<std::size_t>(own.n_rows), 0.0);
   for (std::int64_t n = 0; n < own.n_rows; ++n) {
-    const std::int64_t count = own.offsets[n + 1] - own.offsets[n];
+    const std::int64_t count = own.count(n);
     if (count > 0) weight[n] = 1.0 / std::sqrt(double(count));
   }
   return {columns.offsets.data(), columns.cols.data(), own.offsets.data(), own.cols.data(), weight.data(),

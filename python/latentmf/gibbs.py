@@ -125,8 +125,7 @@ class GibbsTrainer(Trainer):
         chain, settings = self.chain, self.settings
         biases = ((self.native.global_mean, chain["user_bias"], chain["item_bias"]) if settings["biases"] else None)
         rng = np.random.default_rng((settings["seed"], epoch))
-        links = ((chain.get("user_links"), chain.get("item_links"))
-                 if "user_links" in chain or "item_links" in chain else None)
+        links = (chain.get("user_links"), chain.get("item_links"))  # (None, None): no links
         self.scalars[0], squared_errors = gibbs_sweep(self.data, chain["U"], chain["V"], rng,
                                                       noise_precision=float(self.scalars[0]), biases=biases,
                                                       links=links, link_regularization=settings["implicit_links"],

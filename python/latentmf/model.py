@@ -386,7 +386,7 @@ class MatrixFactorization(FactorModel):
             chain = gibbs.new_chain(native, summary, settings)
         else:
             rating_solvers.initialize(native, summary, settings)
-            if settings["solver"] == "als" and settings["init"] == "spectral":
+            if rating_solvers.starts_spectrally(settings):
                 rating_solvers.spectral_start(native, data, settings)
         state = FittedState(native, settings, self._layout(settings), summary, SeenItems(ratings=data),
                             empty_history(HISTORY_KEYS), derived=derived, training=data, solver_state=chain)

@@ -191,9 +191,14 @@ SPECTRAL_ROUNDS = 2
 SPECTRAL_SHIFT = 1e-2
 
 
+def starts_spectrally(settings: Mapping[str, Any]) -> bool:
+    """Whether a fit of these settings starts with spectral_start (init="spectral" is ALS's)."""
+    return settings["solver"] == "als" and settings["init"] == "spectral"
+
+
 def check_spectral(data: Ratings, settings: Mapping[str, Any]) -> None:
     """init="spectral" needs bases of F columns on both sides, started from nonzero draws."""
-    if settings["solver"] != "als" or settings["init"] != "spectral":
+    if not starts_spectrally(settings):
         return
     F = settings["factors"]
     if min(data.n_users, data.n_items) < F:
@@ -237,8 +242,9 @@ def spectral_start(native: Any, data: Ratings, settings: Mapping[str, Any]) -> N
     side 0, in the model's dtype: the same bits for any thread count."""
     threads, dtype = settings["threads"], settings["dtype"]
     U0, V0 = native.U.copy(), native.V.copy()
-    zero_U, zero_V = np.zeros_like(U0), np.zeros_like(V0)
     native.U[...] = 0
+    # U stays 0 until ALS's first half-step, so it is the zero side of the products E Y.
+    zero_U, zero_V = native.U, np.zeros_like(V0)
     biases = None
     if settings["biases"]:
         biases = (native.global_mean, native.user_bias, native.item_bias)
