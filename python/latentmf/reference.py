@@ -444,31 +444,27 @@ def spectral_start(ratings: Any, U0: np.ndarray, V0: np.ndarray, regularization:
     users, items, values = _triples(ratings)
     n_users, n_items, F = U0.shape[0], V0.shape[0], U0.shape[1]
     r = values.astype(np.float64)
-    user_bias = item_bias = None
-    r_hat = np.zeros_like(r)
+    user_bias = item_bias = biases = None
     if global_mean is not None:
         shrink = 1.0 + regularization
         c = np.bincount(users, minlength=n_users) * shrink
         user_bias = np.divide(np.bincount(users, r - global_mean, n_users), c, out=np.zeros(n_users), where=c > 0)
         d = np.bincount(items, minlength=n_items) * shrink
         item_bias = np.divide(np.bincount(items, r - global_mean, n_items), d, out=np.zeros(n_items), where=d > 0)
-        r_hat = global_mean + user_bias[users] + item_bias[items]
-    e = r_hat - r
+        biases = (global_mean, user_bias, item_bias)
 
     def basis(P: np.ndarray, S: np.ndarray) -> np.ndarray:
         size = np.linalg.norm(P)
         Q, R = np.linalg.qr(P + (shift * size if size > 0 else 1.0) / np.linalg.norm(S) * S)
         return Q * np.sign(np.diag(R))
 
-    Y = basis(np.zeros((n_items, F)), V0)
+    # E Y and E^T X are the gradients' products with the other side's factors at 0 (and lambda 0).
+    zero_U, zero_V = np.zeros((n_users, F)), np.zeros((n_items, F))
+    Y = basis(zero_V, V0)
     for _ in range(rounds):
-        EY = np.zeros((n_users, F))
-        np.add.at(EY, users, e[:, None] * Y[items])
-        X = basis(EY, U0)
-        EtX = np.zeros((n_items, F))
-        np.add.at(EtX, items, e[:, None] * X[users])
-        Y = basis(EtX, V0)
-    return np.zeros((n_users, F)), Y * np.sqrt(n_items / F), user_bias, item_bias
+        X = basis(gradients((users, items, r), zero_U, Y, biases=biases)[0], U0)
+        Y = basis(gradients((users, items, r), X, zero_V, biases=biases)[1], V0)
+    return zero_U, Y * np.sqrt(n_items / F), user_bias, item_bias
 
 
 def normal_wishart_draw(X: np.ndarray, rng: np.random.Generator, beta0: float = 2.0, links: np.ndarray | None = None,
