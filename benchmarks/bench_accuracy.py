@@ -201,19 +201,20 @@ def synthetic(rounds: int) -> None:
     # this set's training part (benchmarks/tune_rating.py --data synthetic --solver als). The epochs
     # each start needs to reach the target come from one fit that scores every epoch; the race then
     # times whole fits of that many epochs (the start, the index, everything fit does).
-    als = {}
+    def als(init: str, epochs: int) -> latentmf.MatrixFactorization:
+        return latentmf.MatrixFactorization(solver="als", epochs=epochs, regularization=0.04, init=init)
+
+    epochs_to_target = {}
     for init in ("random", "spectral"):
-        model = latentmf.MatrixFactorization(solver="als", epochs=10, regularization=0.04, init=init)
+        model = als(init, 10)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", latentmf.UnknownIdWarning)
             history = model.fit(train, validation=test).history_["validation_rmse"]
         reached = [k + 1 for k, rmse in enumerate(history) if rmse <= target]
         if reached:
-            als[init] = reached[0]
-    for init, epochs in als.items():
-        fits[f"ALS, init={init!r}, {epochs} epochs"] = (
-            lambda init=init, epochs=epochs: latentmf.MatrixFactorization(solver="als", epochs=epochs,
-                                                                          regularization=0.04, init=init).fit(train))
+            epochs_to_target[init] = reached[0]
+    for init, epochs in epochs_to_target.items():
+        fits[f"ALS, init={init!r}, {epochs} epochs"] = lambda init=init, epochs=epochs: als(init, epochs).fit(train)
     seconds: dict[str, list[float]] = {name: [] for name in fits}
     errors = {}
     for _ in range(rounds):
@@ -224,7 +225,7 @@ def synthetic(rounds: int) -> None:
     sgd_seconds = seconds[default]
     rows = [[name, f"{errors[name]:.4f}", " ".join(f"{t:.2f}" for t in times),
              f"{statistics.median(a / b for a, b in zip(times, sgd_seconds)):.2f}"] for name, times in seconds.items()]
-    missing = [init for init in ("random", "spectral") if init not in als]
+    missing = [init for init in ("random", "spectral") if init not in epochs_to_target]
     print_table(f"9M synthetic ratings (benchmarks/_common.py's split): whole fits, {rounds} rounds interleaved; "
                 f"ALS at lambda 0.04 for the epochs its start needs to reach the default fit's test RMSE"
                 + (f" (never within 10 epochs: {', '.join(missing)})" if missing else ""),
